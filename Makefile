@@ -1,0 +1,75 @@
+# mdatp — build, run and test. See README.md.
+SHELL := /bin/bash
+#   make deps    Debian packages the build and tests need (idempotent)
+#   make         BPF object + skeleton, then the Swift package (debug)
+#   make run     release build, mdatp user, then the watchdog and every room in the foreground
+#   make test    deps, build, every test (root/BPF tests run for real when root)
+#   make bench   benchmarks with ratios against a baseline measured in the same run
+
+SWIFT      ?= swift
+CLANG      ?= $(shell command -v clang 2>/dev/null || echo /opt/swift/usr/bin/clang)
+BPFTOOL    ?= $(shell command -v bpftool 2>/dev/null || echo /usr/sbin/bpftool)
+ARCH       := $(shell uname -m | sed 's/x86_64/x86/; s/aarch64/arm64/')
+BPF_OUT    := bpf/.output
+BPF_SRC    := $(wildcard bpf/probes/*.bpf.c bpf/probes/*.bpf.h bpf/include/*.h bpf/lib/*.h)
+RUN_PREFIX ?=
+DEB_PACKAGES := clang llvm libbpf-dev bpftool libseccomp-dev libcap-dev libssl-dev libzstd-dev \
+                libelf-dev zlib1g-dev libsqlite3-dev sqlite3 pkg-config procps iproute2 python3
+
+.PHONY: all deps bpf build release run test test-unit bench bench-ring bench-sensor clean user
+
+all: build
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "deps: all present"; fi
+
+# vmlinux.h from the running kernel's BTF (CO-RE relocates against each kernel at load).
+$(BPF_OUT)/vmlinux.h:
+	@mkdir -p $(BPF_OUT)
+	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
+
+$(BPF_OUT)/mdatp.bpf.o: $(BPF_SRC) $(BPF_OUT)/vmlinux.h
+	$(CLANG) -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Wno-default-const-init-var-unsafe \
+	  -I$(BPF_OUT) -Ibpf/include -c bpf/probes/mdatp.bpf.c -o $@
+
+$(BPF_OUT)/mdatp.skel.h: $(BPF_OUT)/mdatp.bpf.o
+	$(BPFTOOL) gen skeleton $< name mdatp > $@.tmp && mv $@.tmp $@
+
+bpf: $(BPF_OUT)/mdatp.skel.h
+
+build: bpf
+	$(SWIFT) build --build-tests
+
+release: bpf
+	$(SWIFT) build -c release
+
+# The mdatp system user: nologin, no home, ids chosen by the system.
+user:
+	@getent passwd mdatp >/dev/null || useradd --system --no-create-home --home-dir /nonexistent \
+	  --shell /usr/sbin/nologin --user-group mdatp
+	@echo "user: $$(id mdatp)"
+
+run: deps release user
+	@mkdir -p "$(RUN_PREFIX)/etc/opt/mdatp"
+	@[ -f "$(RUN_PREFIX)/etc/opt/mdatp/mdatp.json" ] || cp packaging/mdatp.json "$(RUN_PREFIX)/etc/opt/mdatp/mdatp.json"
+	@echo "mdatp: config $(RUN_PREFIX)/etc/opt/mdatp/mdatp.json; status $(RUN_PREFIX)/var/opt/mdatp/status.json"
+	@echo "mdatp: in another shell: $(if $(RUN_PREFIX),MDATP_PREFIX=$(RUN_PREFIX) )$(CURDIR)/.build/release/mdatp health | diagnostic status | events tail"
+	exec $(CURDIR)/.build/release/mdatp-watchdog $(if $(RUN_PREFIX),--prefix $(RUN_PREFIX))
+
+test: deps build user
+	MDATP_BIN_DIR=$(CURDIR)/.build/debug $(SWIFT) test 2>&1 | tee .build/test.log; exit $${PIPESTATUS[0]}
+
+bench: bench-ring bench-sensor
+
+bench-ring: deps release
+	$(CURDIR)/.build/release/mdatp-bench ring
+
+bench-sensor: deps release user
+	bash bench/sensor.sh $(CURDIR)/.build/release
+
+clean:
+	rm -rf $(BPF_OUT) .build

@@ -1,0 +1,218 @@
+// The EDR room's life: map its ring -> demote and sandbox -> open the store
+// -> ready -> read events in batches, enrich, store; answer queries.
+import Glibc
+import MdatpConfig
+import MdatpEvents
+import MdatpJSON
+import MdatpRing
+import MdatpRoom
+import MdatpSystem
+import MdatpWire
+
+public struct EDRCounters {
+    var received: UInt64 = 0
+    var stored: UInt64 = 0
+    var decodeErrors: UInt64 = 0
+    var storeErrors: UInt64 = 0
+    var queries: UInt64 = 0
+    var refused: UInt64 = 0
+}
+
+/// Turns kernel events into store rows, keeping the process table current.
+public struct Enricher {
+    public var table: ProcessTable
+    /// unix time = boot time + offset (re-measured now and then).
+    public var bootToUnixNs: Int64
+
+    public init(capacity: Int, bootToUnixNs: Int64) {
+        table = ProcessTable(capacity: capacity)
+        self.bootToUnixNs = bootToUnixNs
+    }
+
+    public mutating func row(for ev: KernelEvent) -> StoredEvent {
+        let h = ev.header
+        var e = StoredEvent()
+        e.timeNs = Int64(h.ktimeNs) &+ bootToUnixNs
+        e.kernelSeq = Int64(h.seq)
+        e.type = ev.kind.name
+        e.pid = Int64(h.pid)
+        e.tgid = Int64(h.tgid)
+        e.uid = Int64(h.uid)
+        e.euid = Int64(h.euid)
+        e.comm = h.comm
+        e.flags = Int64(h.flags)
+        var details: [(String, JSON)] = [("cgroup_id", JSON(h.cgroupId))]
+        switch ev.body {
+        case .exec(let x):
+            table.exec(ProcessRecord(tgid: h.tgid, ppid: x.ppid, uid: h.uid, exe: x.exe, argv: x.argv, cwd: x.cwd, startNs: x.startTimeNs))
+            e.ppid = Int64(x.ppid)
+            e.exe = x.exe
+            e.argv = x.argv
+            e.cwd = x.cwd
+            e.mode = Int64(x.exeMode)
+            details += [("gid", JSON(Int(x.gid))), ("egid", JSON(Int(x.egid))), ("login_uid", JSON(Int(x.loginuid))),
+                        ("session_id", JSON(Int(x.sessionid))), ("tty", .string(x.tty)),
+                        ("exe_dev", .string("\(x.exeDev >> 20):\(x.exeDev & 0xfffff)")), ("exe_inode", JSON(x.exeIno)),
+                        ("exe_mtime", JSON(Int(x.exeMtimeSec))), ("argc", JSON(Int(x.argc))),
+                        ("start_time_ns", JSON(UInt64(Int64(x.startTimeNs) &+ bootToUnixNs))),
+                        ("setuid_exec", .bool(h.flags & EventFlag.setuidExec != 0))]
+            return finish(e, details)
+        case .fork(let childPid, let childTgid, let start):
+            table.fork(parent: h.tgid, child: childTgid, startNs: start, uid: h.uid)
+            details += [("child_pid", JSON(Int(childPid))), ("child_tgid", JSON(Int(childTgid)))]
+        case .exit(let ppid, let code, _):
+            e.ppid = Int64(ppid)
+            if code & 0x7f != 0 {
+                details += [("signal", JSON(Int(code & 0x7f)))]
+            } else {
+                details += [("exit_code", JSON(Int((code >> 8) & 0xff)))]
+            }
+        case .file(let f):
+            e.path = f.path
+            e.path2 = f.path2
+            e.mode = Int64(f.mode)
+            e.ownerUid = f.ownerUid == .max ? -1 : Int64(f.ownerUid)
+            e.ownerGid = f.ownerGid == .max ? -1 : Int64(f.ownerGid)
+            if f.ino != 0 { details += [("inode", JSON(f.ino)), ("dev", .string("\(f.dev >> 20):\(f.dev & 0xfffff)"))] }
+        case .network(let n):
+            e.proto = n.proto == 6 ? "tcp" : n.proto == 17 ? "udp" : "ip\(n.proto)"
+            e.localAddress = n.localAddress
+            e.localPort = Int64(n.localPort)
+            e.remoteAddress = n.remoteAddress
+            e.remotePort = Int64(n.remotePort)
+            details += [("family", .string(n.family == 10 ? "ipv6" : "ipv4")), ("result", JSON(Int(n.ret)))]
+        case .sensitive(let s):
+            details += [("result", JSON(Int(s.ret))), ("target_pid", JSON(Int(s.targetPid))),
+                        ("args", .array(s.args.map { JSON($0) })),
+                        ("new_uid", JSON(Int(s.newUid))), ("new_euid", JSON(Int(s.newEuid))),
+                        ("new_gid", JSON(Int(s.newGid))), ("new_egid", JSON(Int(s.newEgid)))]
+            e.path = s.strings.first ?? ""
+            if s.strings.count > 1 { e.path2 = s.strings[1] }
+            if s.strings.count > 2 && !s.strings[2].isEmpty { details.append(("fs_type", .string(s.strings[2]))) }
+        }
+        // The acting process, from the table.
+        if let p = table.lookup(h.tgid) {
+            if e.ppid == 0 { e.ppid = Int64(p.ppid) }
+            e.exe = p.exe
+            e.argv = p.argv
+            e.cwd = p.cwd
+        }
+        if case .exit = ev.body { table.exit(h.tgid) }
+        return finish(e, details)
+    }
+
+    func finish(_ e: StoredEvent, _ details: [(String, JSON)]) -> StoredEvent {
+        var out = e
+        out.details = .object(details)
+        return out
+    }
+}
+
+public enum EDRRoom {
+    static let name = "edr"
+    static let batchSize = 2048
+
+    public static func main() -> Never {
+        let args = RoomArguments(CommandLine.arguments)
+        let paths = SuitePaths(prefix: args.string("prefix") ?? "")
+        Sys.setThreadName("mdatp-edr")
+        let control = Channel(fd: RoomFD.control)
+        do throws(Errno) { try Sys.setParentDeathSignal(SIGKILL) } catch { roomFail(name, "\(error)", code: RoomExit.transient) }
+        guard let account = Sys.lookupUser("mdatp") else { roomFail(name, "user mdatp does not exist", code: RoomExit.badConfig) }
+
+        let ring: RingConsumer
+        do throws(Errno) {
+            ring = try RingFiles.mapConsumer(dataReadOnly: RoomFD.ringData, cursor: RoomFD.ringCursor, wake: RoomFD.ringWake)
+            _ = try RoomSandbox.enter(manifest, account: account, paths: paths, seccompLogOnly: args.flag("seccomp-log"))
+        } catch {
+            roomFail(name, "setup: \(error)", code: RoomExit.transient)
+        }
+        let store: EventStore
+        do throws(StoreError) { store = try EventStore(path: paths.edrStore) } catch {
+            roomFail(name, "\(error)", code: RoomExit.transient)
+        }
+        do throws(Errno) { try control.send(.ready) } catch { roomFail(name, "\(error)", code: RoomExit.transient) }
+
+        let maxBytes = Int64(args.int("store-max-bytes", 256 << 20))
+        let maxAgeNs = Int64(args.int("store-max-age-hours", 168)) * 3_600_000_000_000
+        var enricher = Enricher(capacity: args.int("process-table-capacity", 32768), bootToUnixNs: bootOffset())
+        var counters = EDRCounters()
+        var heartbeat = HeartbeatClock(interval: args.double("heartbeat", 2))
+        var retention = HeartbeatClock(interval: 60)
+        var batch: [StoredEvent] = []
+        batch.reserveCapacity(batchSize)
+        var draining = false
+
+        while true {
+            // Read what is there, in bounded batches so queries are not starved.
+            var n = 0
+            repeat {
+                n = ring.poll(max: batchSize) { _, payload in
+                    counters.received &+= 1
+                    do throws(DecodeError) {
+                        batch.append(enricher.row(for: try EventDecoder.decode(payload)))
+                    } catch {
+                        counters.decodeErrors &+= 1
+                    }
+                }
+                flush(&batch, store, &counters)
+            } while n == batchSize
+            ring.accountTrailingDrops()
+
+            if draining { sendHeartbeat(control, ring, store, enricher, counters); exit(RoomExit.ok) }
+            if heartbeat.due() {
+                enricher.bootToUnixNs = bootOffset()
+                sendHeartbeat(control, ring, store, enricher, counters)
+            }
+            if retention.due() {
+                let now = Int64(Sys.clockNs(CLOCK_REALTIME))
+                do throws(StoreError) { try store.enforceRetention(nowNs: now, maxAgeNs: maxAgeNs, maxBytes: maxBytes) } catch {
+                    counters.storeErrors &+= 1
+                    roomLog(name, "\(error)")
+                }
+            }
+            let ready = ring.wait(timeoutMs: 200, extraFds: [control.fd])
+            guard ready.first == true else { continue }
+            switch try? control.receive() {
+            case .message(.shutdown, _)?:
+                draining = true
+            case .message(.selftestForbidden, _)?:
+                sandboxSelftest(name)
+            case .message(.query(let uid, _, let request), let fd)?:
+                QueryServer.answer(fd: fd, uid: uid, request: request, store: store, counters: &counters)
+                Sys.close(fd)
+            case .closed?, nil:
+                exit(RoomExit.ok)
+            case .violation(let v)?:
+                roomFail(name, "\(v)", code: 1)
+            case .message(let m, let fd)?:
+                if fd >= 0 { Sys.close(fd) }
+                roomFail(name, "unexpected message \(m.type)", code: 1)
+            }
+        }
+    }
+
+    static func flush(_ batch: inout [StoredEvent], _ store: EventStore, _ counters: inout EDRCounters) {
+        guard !batch.isEmpty else { return }
+        do throws(StoreError) {
+            try store.append(batch)
+            counters.stored &+= UInt64(batch.count)
+        } catch {
+            counters.storeErrors &+= 1
+            roomLog(name, "\(error)")
+        }
+        batch.removeAll(keepingCapacity: true)
+    }
+
+    static func bootOffset() -> Int64 {
+        Int64(Sys.clockNs(CLOCK_REALTIME)) - Int64(Sys.clockNs(CLOCK_BOOTTIME))
+    }
+
+    static func sendHeartbeat(_ control: Channel, _ ring: RingConsumer, _ store: EventStore, _ e: Enricher, _ c: EDRCounters) {
+        let bytes = (try? store.sizeBytes()) ?? 0
+        try? control.send(.heartbeat(Heartbeat([
+            c.received, c.stored, ring.lostRecords, c.decodeErrors, c.storeErrors,
+            UInt64(e.table.count), e.table.evictions, UInt64(store.rows), UInt64(bytes), c.queries, c.refused,
+        ])))
+    }
+}

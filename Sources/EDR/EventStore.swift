@@ -1,0 +1,229 @@
+// The local event store: SQLite in WAL mode under the state directory,
+// bounded by size and by age, written in batches, read by queries with
+// parameters only (no SQL text from outside ever reaches it).
+import CSQLite
+import MdatpJSON
+
+public struct StoreError: Error, CustomStringConvertible {
+    public let message: String
+    public var description: String { "event store: \(message)" }
+}
+
+/// One row of the `events` table.
+public struct StoredEvent: Equatable, Sendable {
+    public var id: Int64 = 0
+    public var timeNs: Int64 = 0          // unix time
+    public var kernelSeq: Int64 = 0
+    public var type = ""
+    public var pid: Int64 = 0
+    public var tgid: Int64 = 0
+    public var ppid: Int64 = 0
+    public var uid: Int64 = 0
+    public var euid: Int64 = 0
+    public var comm = ""
+    public var exe = ""
+    public var argv: [String] = []
+    public var cwd = ""
+    public var path = ""
+    public var path2 = ""
+    public var mode: Int64 = 0
+    public var ownerUid: Int64 = -1
+    public var ownerGid: Int64 = -1
+    public var proto = ""
+    public var localAddress = ""
+    public var localPort: Int64 = 0
+    public var remoteAddress = ""
+    public var remotePort: Int64 = 0
+    public var flags: Int64 = 0
+    public var details: JSON = .object([])
+    public init() {}
+
+    public var commandLine: String { argv.joined(separator: " ") }
+}
+
+public final class EventStore {
+    let db: OpaquePointer
+    let insert: OpaquePointer
+    public let path: String
+    public private(set) var rows: Int64 = 0
+
+    static let schema = """
+    CREATE TABLE IF NOT EXISTS events (
+      id INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL, kernel_seq INTEGER, type TEXT NOT NULL,
+      pid INTEGER, tgid INTEGER, ppid INTEGER, uid INTEGER, euid INTEGER, comm TEXT, exe TEXT,
+      argv TEXT, cwd TEXT, path TEXT, path2 TEXT, mode INTEGER, owner_uid INTEGER, owner_gid INTEGER,
+      protocol TEXT, local_address TEXT, local_port INTEGER, remote_address TEXT, remote_port INTEGER,
+      flags INTEGER, details TEXT);
+    CREATE INDEX IF NOT EXISTS events_time ON events(time_ns);
+    CREATE INDEX IF NOT EXISTS events_type_time ON events(type, time_ns);
+    """
+
+    static let columns = "id, time_ns, kernel_seq, type, pid, tgid, ppid, uid, euid, comm, exe, argv, cwd, path, path2, mode, owner_uid, owner_gid, protocol, local_address, local_port, remote_address, remote_port, flags, details"
+
+    public init(path: String) throws(StoreError) {
+        self.path = path
+        var handle: OpaquePointer?
+        let rc = sqlite3_open_v2(path, &handle, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_FULLMUTEX, nil)
+        guard rc == SQLITE_OK, let handle else {
+            let msg = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "code \(rc)"
+            sqlite3_close(handle)
+            throw StoreError(message: "open \(path): \(msg)")
+        }
+        db = handle
+        for pragma in ["PRAGMA auto_vacuum=INCREMENTAL", "PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA temp_store=MEMORY",
+                       "PRAGMA busy_timeout=2000", "PRAGMA foreign_keys=OFF", "PRAGMA trusted_schema=OFF"] {
+            try EventStore.exec(handle, pragma)
+        }
+        try EventStore.exec(handle, EventStore.schema)
+        var stmt: OpaquePointer?
+        let sql = "INSERT INTO events (time_ns, kernel_seq, type, pid, tgid, ppid, uid, euid, comm, exe, argv, cwd, path, path2, mode, owner_uid, owner_gid, protocol, local_address, local_port, remote_address, remote_port, flags, details) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+        guard sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &stmt, nil) == SQLITE_OK, let stmt else {
+            throw StoreError(message: String(cString: sqlite3_errmsg(handle)))
+        }
+        insert = stmt
+        rows = (try? scalar("SELECT count(*) FROM events")) ?? 0
+    }
+
+    deinit {
+        sqlite3_finalize(insert)
+        sqlite3_close(db)
+    }
+
+    static func exec(_ db: OpaquePointer, _ sql: String) throws(StoreError) {
+        var err: UnsafeMutablePointer<CChar>?
+        if sqlite3_exec(db, sql, nil, nil, &err) != SQLITE_OK {
+            let msg = err.map { String(cString: $0) } ?? "?"
+            sqlite3_free(err)
+            throw StoreError(message: "\(msg) in \(sql.prefix(60))")
+        }
+    }
+
+    func scalar(_ sql: String) throws(StoreError) -> Int64 {
+        var stmt: OpaquePointer?
+        guard sqlite3_prepare_v2(db, sql, -1, &stmt, nil) == SQLITE_OK else { throw StoreError(message: String(cString: sqlite3_errmsg(db))) }
+        defer { sqlite3_finalize(stmt) }
+        guard sqlite3_step(stmt) == SQLITE_ROW else { return 0 }
+        return sqlite3_column_int64(stmt, 0)
+    }
+
+    /// Writes a batch in one transaction.
+    public func append(_ batch: [StoredEvent]) throws(StoreError) {
+        guard !batch.isEmpty else { return }
+        try EventStore.exec(db, "BEGIN")
+        for e in batch {
+            sqlite3_reset(insert)
+            sqlite3_bind_int64(insert, 1, e.timeNs)
+            sqlite3_bind_int64(insert, 2, e.kernelSeq)
+            bindText(3, e.type)
+            sqlite3_bind_int64(insert, 4, e.pid)
+            sqlite3_bind_int64(insert, 5, e.tgid)
+            sqlite3_bind_int64(insert, 6, e.ppid)
+            sqlite3_bind_int64(insert, 7, e.uid)
+            sqlite3_bind_int64(insert, 8, e.euid)
+            bindText(9, e.comm)
+            bindText(10, e.exe)
+            bindText(11, JSON.array(e.argv.map { .string($0) }).serialized())
+            bindText(12, e.cwd)
+            bindText(13, e.path)
+            bindText(14, e.path2)
+            sqlite3_bind_int64(insert, 15, e.mode)
+            sqlite3_bind_int64(insert, 16, e.ownerUid)
+            sqlite3_bind_int64(insert, 17, e.ownerGid)
+            bindText(18, e.proto)
+            bindText(19, e.localAddress)
+            sqlite3_bind_int64(insert, 20, e.localPort)
+            bindText(21, e.remoteAddress)
+            sqlite3_bind_int64(insert, 22, e.remotePort)
+            sqlite3_bind_int64(insert, 23, e.flags)
+            bindText(24, e.details.serialized())
+            if sqlite3_step(insert) != SQLITE_DONE {
+                let msg = String(cString: sqlite3_errmsg(db))
+                try? EventStore.exec(db, "ROLLBACK")
+                throw StoreError(message: "insert: \(msg)")
+            }
+        }
+        try EventStore.exec(db, "COMMIT")
+        rows += Int64(batch.count)
+    }
+
+    private func bindText(_ i: Int32, _ s: String) {
+        // SQLITE_TRANSIENT: SQLite copies the bytes.
+        sqlite3_bind_text(insert, i, s, -1, unsafeBitCast(-1, to: sqlite3_destructor_type.self))
+    }
+
+    /// Deletes rows older than `maxAgeNs` and, while the file is over
+    /// `maxBytes`, the oldest tenth. Returns rows removed.
+    @discardableResult
+    public func enforceRetention(nowNs: Int64, maxAgeNs: Int64, maxBytes: Int64) throws(StoreError) -> Int64 {
+        var removed: Int64 = 0
+        try EventStore.exec(db, "DELETE FROM events WHERE time_ns < \(nowNs - maxAgeNs)")
+        removed += Int64(sqlite3_changes(db))
+        var rounds = 0
+        while try sizeBytes() > maxBytes && rounds < 10 {
+            let count = try scalar("SELECT count(*) FROM events")
+            if count == 0 { break }
+            try EventStore.exec(db, "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT \(max(1, count / 10)))")
+            removed += Int64(sqlite3_changes(db))
+            try EventStore.exec(db, "PRAGMA wal_checkpoint(TRUNCATE)")
+            try EventStore.exec(db, "PRAGMA incremental_vacuum")
+            rounds += 1
+        }
+        rows = try scalar("SELECT count(*) FROM events")
+        return removed
+    }
+
+    /// Bytes the database occupies (pages in use, not counting the WAL).
+    public func sizeBytes() throws(StoreError) -> Int64 {
+        let pages = try scalar("PRAGMA page_count")
+        let free = try scalar("PRAGMA freelist_count")
+        let size = try scalar("PRAGMA page_size")
+        return (pages - free) * size
+    }
+
+    public struct Query: Sendable {
+        public var types: [String] = []
+        public var sinceNs: Int64 = 0
+        public var afterId: Int64 = 0
+        public var limit = 100
+        public var newestFirst = true
+        public var pid: Int64? = nil
+        public init() {}
+    }
+
+    /// Reads events matching `q` (parameters bound, never interpolated).
+    public func query(_ q: Query) throws(StoreError) -> [StoredEvent] {
+        var sql = "SELECT \(EventStore.columns) FROM events WHERE time_ns >= ?1 AND id > ?2"
+        if q.pid != nil { sql += " AND tgid = ?3" }
+        if !q.types.isEmpty {
+            sql += " AND type IN (" + (0..<q.types.count).map { "?\($0 + 4)" }.joined(separator: ",") + ")"
+        }
+        sql += q.newestFirst ? " ORDER BY id DESC" : " ORDER BY id ASC"
+        sql += " LIMIT \(max(1, min(q.limit, 10_000)))"
+        var stmt: OpaquePointer?
+        guard sqlite3_prepare_v2(db, sql, -1, &stmt, nil) == SQLITE_OK else { throw StoreError(message: String(cString: sqlite3_errmsg(db))) }
+        defer { sqlite3_finalize(stmt) }
+        sqlite3_bind_int64(stmt, 1, q.sinceNs)
+        sqlite3_bind_int64(stmt, 2, q.afterId)
+        if let pid = q.pid { sqlite3_bind_int64(stmt, 3, pid) }
+        for (i, t) in q.types.enumerated() {
+            sqlite3_bind_text(stmt, Int32(i + 4), t, -1, unsafeBitCast(-1, to: sqlite3_destructor_type.self))
+        }
+        var out: [StoredEvent] = []
+        while sqlite3_step(stmt) == SQLITE_ROW {
+            func text(_ i: Int32) -> String { sqlite3_column_text(stmt, i).map { String(cString: $0) } ?? "" }
+            func int(_ i: Int32) -> Int64 { sqlite3_column_int64(stmt, i) }
+            var e = StoredEvent()
+            e.id = int(0); e.timeNs = int(1); e.kernelSeq = int(2); e.type = text(3)
+            e.pid = int(4); e.tgid = int(5); e.ppid = int(6); e.uid = int(7); e.euid = int(8)
+            e.comm = text(9); e.exe = text(10)
+            e.argv = (try? JSON.parse(text(11)))?.array?.compactMap(\.string) ?? []
+            e.cwd = text(12); e.path = text(13); e.path2 = text(14)
+            e.mode = int(15); e.ownerUid = int(16); e.ownerGid = int(17)
+            e.proto = text(18); e.localAddress = text(19); e.localPort = int(20)
+            e.remoteAddress = text(21); e.remotePort = int(22); e.flags = int(23)
+            e.details = (try? JSON.parse(text(24))) ?? .object([])
+            out.append(e)
+        }
+        return out
+    }
+}

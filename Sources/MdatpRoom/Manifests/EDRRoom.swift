@@ -1,0 +1,40 @@
+// mdatp-edr: the first consumer. Runs as mdatp, no capabilities, no network,
+// Landlock limited to its store; keeps a bounded process table and writes
+// every event to a local SQLite store the CLI queries through the watchdog.
+import MdatpConfig
+
+extension Rooms {
+    public static let edr = RoomManifest(
+    name: "edr",
+    executable: "mdatp-edr",
+    title: "mdatp-edr [sandbox]",
+    startsAs: .root,
+    runsAs: .mdatp,
+    capabilities: [],
+    setupCapabilities: [],
+    syscalls: baseSyscalls + [
+        // SQLite in WAL mode on its own directory
+        "openat", "pread64", "pwrite64", "fsync", "fdatasync", "ftruncate", "unlink", "unlinkat", "rename",
+        "getcwd", "access", "faccessat", "faccessat2", "readlink", "fchown", "fchmod", "mkdir", "stat", "lstat",
+        "flock", "uname",
+        // answering the CLI on the socket it is handed
+        "shutdown", "getsockopt", "setsockopt", "sendto", "recvfrom", "writev",
+    ],
+    readOnlyPaths: { _ in ["/dev/urandom"] },
+    readWritePaths: { p in [p.edrDir] },
+    descriptors: [
+        FixedDescriptor(RoomFD.control, "control channel to the watchdog"),
+        FixedDescriptor(RoomFD.ringData, "event ring data (read-only memfd)"),
+        FixedDescriptor(RoomFD.ringCursor, "event ring cursor (read-write memfd)"),
+        FixedDescriptor(RoomFD.ringWake, "event ring wakeup (eventfd)"),
+    ],
+    peers: ["watchdog", "collector (through the ring)", "CLI clients (sockets passed by the watchdog)"],
+    sends: [.ready, .heartbeat],
+    receives: [.shutdown, .selftestForbidden, .query],
+    heartbeatCounters: [
+        "events_received", "events_stored", "events_lost", "decode_errors", "store_errors",
+        "process_table_size", "process_table_evictions", "store_rows", "store_bytes", "queries_served",
+        "queries_refused",
+    ]
+)
+}

@@ -1,0 +1,7 @@
+// Every room the watchdog runs, in start order (the collector first, so the
+// rooms forked after it inherit the kernel's "this is the suite" mark).
+public enum Rooms {
+    public static var all: [RoomManifest] { [collector, edr] }
+    /// Rooms that consume events, each with its own ring.
+    public static var consumers: [RoomManifest] { [edr] }
+}

@@ -1,0 +1,110 @@
+// What a room is allowed to be: the manifest each room module opens with
+// (Room.swift). The code installs it (RoomSandbox) and a test reads
+// /proc/PID/status of the running room and compares.
+import MdatpConfig
+import MdatpWire
+
+public enum RoomUser: String, Sendable, Equatable {
+    case root
+    case mdatp
+}
+
+/// Linux capability numbers the suite may name.
+public enum Capability: Int32, Sendable, CaseIterable {
+    case dacOverride = 1
+    case dacReadSearch = 2
+    case kill = 5
+    case setpcap = 8
+    case netAdmin = 12
+    case sysPtrace = 19
+    case sysAdmin = 21
+    case sysResource = 24
+    case perfmon = 38
+    case bpf = 39
+}
+
+/// A descriptor a room inherits at a fixed number.
+public struct FixedDescriptor: Sendable, Equatable {
+    public let number: Int32
+    public let role: String
+    public init(_ number: Int32, _ role: String) {
+        self.number = number
+        self.role = role
+    }
+}
+
+public struct RoomManifest: Sendable {
+    public let name: String
+    public let executable: String
+    /// `ps` shows this title ("mdatp-collector [priv]").
+    public let title: String
+    /// Who the room starts as, and who it runs as once sandboxed.
+    public let startsAs: RoomUser
+    public let runsAs: RoomUser
+    /// Capabilities held while serving (after the sandbox is in place).
+    public let capabilities: [Capability]
+    /// Capabilities used only during setup, before the sandbox (documented, then dropped).
+    public let setupCapabilities: [Capability]
+    /// seccomp allow-list (names as libseccomp knows them); everything else kills.
+    public let syscalls: [String]
+    /// Landlock: filesystem rights once sandboxed.
+    public let readOnlyPaths: @Sendable (SuitePaths) -> [String]
+    public let readWritePaths: @Sendable (SuitePaths) -> [String]
+    public let descriptors: [FixedDescriptor]
+    public let peers: [String]
+    public let sends: [MessageType]
+    public let receives: [MessageType]
+    /// Names of the heartbeat counter slots, in order.
+    public let heartbeatCounters: [String]
+
+    public init(name: String, executable: String, title: String, startsAs: RoomUser, runsAs: RoomUser,
+                capabilities: [Capability], setupCapabilities: [Capability], syscalls: [String],
+                readOnlyPaths: @escaping @Sendable (SuitePaths) -> [String], readWritePaths: @escaping @Sendable (SuitePaths) -> [String],
+                descriptors: [FixedDescriptor], peers: [String], sends: [MessageType], receives: [MessageType],
+                heartbeatCounters: [String]) {
+        self.name = name
+        self.executable = executable
+        self.title = title
+        self.startsAs = startsAs
+        self.runsAs = runsAs
+        self.capabilities = capabilities
+        self.setupCapabilities = setupCapabilities
+        self.syscalls = syscalls
+        self.readOnlyPaths = readOnlyPaths
+        self.readWritePaths = readWritePaths
+        self.descriptors = descriptors
+        self.peers = peers
+        self.sends = sends
+        self.receives = receives
+        self.heartbeatCounters = heartbeatCounters
+    }
+
+    /// The capability mask /proc/PID/status must show as CapEff once serving.
+    public var effectiveCapabilityMask: UInt64 {
+        capabilities.reduce(0) { $0 | (1 << UInt64($1.rawValue)) }
+    }
+}
+
+/// Fixed descriptor numbers shared by every room.
+public enum RoomFD {
+    public static let control: Int32 = 3
+    /// Consumer rooms: their ring.
+    public static let ringData: Int32 = 4
+    public static let ringCursor: Int32 = 5
+    public static let ringWake: Int32 = 6
+    /// Collector: consumer ring i occupies 4+3i ... 6+3i.
+    public static func producerRing(_ i: Int) -> (data: Int32, cursor: Int32, wake: Int32) {
+        (Int32(4 + 3 * i), Int32(5 + 3 * i), Int32(6 + 3 * i))
+    }
+}
+
+/// The syscalls every Swift room needs to live: memory, threads, time,
+/// signals, exit, and its control channel.
+public let baseSyscalls: [String] = [
+    "read", "write", "close", "fstat", "newfstatat", "statx", "lseek", "mmap", "munmap", "mprotect", "mremap", "madvise", "brk",
+    "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack", "futex", "sched_yield", "sched_getaffinity",
+    "getpid", "gettid", "getuid", "geteuid", "getgid", "getegid", "getrandom",
+    "clock_gettime", "clock_nanosleep", "nanosleep", "gettimeofday",
+    "poll", "ppoll", "recvmsg", "sendmsg", "exit", "exit_group", "restart_syscall",
+    "rseq", "set_robust_list", "prlimit64", "fcntl",
+]

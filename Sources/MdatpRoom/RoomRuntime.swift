@@ -1,0 +1,85 @@
+// What every room process shares: arguments, exit codes, logging, the
+// control channel and its heartbeat clock.
+import Glibc
+import MdatpSystem
+import MdatpWire
+
+/// Exit-code contract with the watchdog.
+public enum RoomExit {
+    public static let ok: Int32 = 0
+    /// Bad configuration or arguments: restarting will not help.
+    public static let badConfig: Int32 = 100
+    /// Transient failure: restart with back-off.
+    public static let transient: Int32 = 111
+}
+
+public func roomLog(_ room: String, _ message: String) {
+    let line = "mdatp-\(room): \(message)\n"
+    _ = line.withCString { Glibc.write(2, $0, strlen($0)) }
+}
+
+public func roomFail(_ room: String, _ message: String, code: Int32) -> Never {
+    roomLog(room, "fatal: " + message)
+    exit(code)
+}
+
+/// `--key value` pairs; bare `--flag` is "1".
+public struct RoomArguments: Sendable {
+    public let values: [String: [String]]
+
+    public init(_ argv: [String]) {
+        var v: [String: [String]] = [:]
+        var i = 1
+        while i < argv.count {
+            let a = argv[i]
+            if a.hasPrefix("--") {
+                let key = String(a.dropFirst(2))
+                if i + 1 < argv.count && !argv[i + 1].hasPrefix("--") {
+                    v[key, default: []].append(argv[i + 1])
+                    i += 2
+                } else {
+                    v[key, default: []].append("1")
+                    i += 1
+                }
+            } else {
+                i += 1
+            }
+        }
+        values = v
+    }
+
+    public func string(_ k: String) -> String? { values[k]?.last }
+    public func all(_ k: String) -> [String] { values[k] ?? [] }
+    public func int(_ k: String, _ d: Int) -> Int { string(k).flatMap { Int($0) } ?? d }
+    public func double(_ k: String, _ d: Double) -> Double { string(k).flatMap { Double($0) } ?? d }
+    public func flag(_ k: String) -> Bool { string(k) == "1" }
+}
+
+/// Heartbeat timing for a room loop.
+public struct HeartbeatClock {
+    let interval: Double
+    var last: Double
+
+    public init(interval: Double) {
+        self.interval = interval
+        last = Sys.monotonicSeconds()
+    }
+
+    /// True once per interval.
+    public mutating func due() -> Bool {
+        let now = Sys.monotonicSeconds()
+        if now - last >= interval {
+            last = now
+            return true
+        }
+        return false
+    }
+}
+
+/// Runs the forbidden-syscall self-test: with the sandbox in place the
+/// kernel kills the process here and the watchdog sees SIGSYS.
+public func sandboxSelftest(_ room: String) -> Never {
+    roomLog(room, "sandbox self-test: calling a forbidden syscall")
+    let rc = Sys.forbiddenSyscallProbe()
+    roomFail(room, "sandbox self-test: forbidden syscall returned \(rc): seccomp is not enforcing", code: 1)
+}

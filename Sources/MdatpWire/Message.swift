@@ -1,0 +1,187 @@
+// Control messages between the watchdog and its rooms, imsg-style: a fixed
+// header, one closed enum of types, an exact (or bounded) length per type,
+// and at most one descriptor. Anything else is a protocol violation, fatal
+// for the peer. Every type is listed in docs/PROTOCOL.md.
+
+public enum MessageType: UInt16, CaseIterable, Sendable {
+    case ready = 1              // room -> watchdog: sandbox installed, serving
+    case heartbeat = 2          // room -> watchdog: counters
+    case collectorInfo = 3      // collector -> watchdog: hook choice, once after ready
+    case shutdown = 10          // watchdog -> room: drain and exit 0
+    case selftestForbidden = 11 // watchdog -> room: make a forbidden syscall (root asked)
+    case query = 12             // watchdog -> edr: a CLI request, with the client's socket
+
+    /// Allowed payload length range.
+    public var lengths: ClosedRange<Int> {
+        switch self {
+        case .ready, .shutdown, .selftestForbidden: return 0...0
+        case .heartbeat: return Heartbeat.byteCount...Heartbeat.byteCount
+        case .collectorInfo: return CollectorInfo.byteCount...CollectorInfo.byteCount
+        case .query: return 8...(8 + Message.maxQueryBytes)
+        }
+    }
+
+    /// Whether a descriptor must (true) or must not (false) come with it.
+    public var carriesDescriptor: Bool { self == .query }
+}
+
+public struct ProtocolViolation: Error, CustomStringConvertible, Equatable {
+    public let reason: String
+    public var description: String { "protocol violation: \(reason)" }
+}
+
+public enum Message: Equatable, Sendable {
+    case ready
+    case heartbeat(Heartbeat)
+    case collectorInfo(CollectorInfo)
+    case shutdown
+    case selftestForbidden
+    /// A CLI request forwarded with the client's socket; uid/gid from SO_PEERCRED.
+    case query(uid: UInt32, gid: UInt32, request: [UInt8])
+
+    public static let headerBytes = 16
+    public static let maxQueryBytes = 4096
+    public static let maxBytes = headerBytes + 8 + maxQueryBytes
+
+    public var type: MessageType {
+        switch self {
+        case .ready: return .ready
+        case .heartbeat: return .heartbeat
+        case .collectorInfo: return .collectorInfo
+        case .shutdown: return .shutdown
+        case .selftestForbidden: return .selftestForbidden
+        case .query: return .query
+        }
+    }
+
+    public func encode(pid: UInt32) -> [UInt8] {
+        var payload: [UInt8] = []
+        switch self {
+        case .ready, .shutdown, .selftestForbidden: break
+        case .heartbeat(let h): payload = h.encode()
+        case .collectorInfo(let i): payload = i.encode()
+        case .query(let uid, let gid, let request):
+            payload.appendLE(uid)
+            payload.appendLE(gid)
+            payload += request.prefix(Message.maxQueryBytes)
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(Message.headerBytes + payload.count)
+        out.appendLE(type.rawValue)
+        out.appendLE(UInt16(0))
+        out.appendLE(UInt32(payload.count))
+        out.appendLE(pid)
+        out.appendLE(UInt32(0))
+        return out + payload
+    }
+
+    /// Decodes one received message; `hasDescriptor` says whether one came with it.
+    public static func decode(_ bytes: [UInt8], hasDescriptor: Bool) throws(ProtocolViolation) -> Message {
+        guard bytes.count >= headerBytes else { throw ProtocolViolation(reason: "short header (\(bytes.count) bytes)") }
+        let rawType = bytes.readLE(UInt16.self, at: 0)
+        let length = Int(bytes.readLE(UInt32.self, at: 4))
+        guard let type = MessageType(rawValue: rawType) else { throw ProtocolViolation(reason: "unknown type \(rawType)") }
+        guard length == bytes.count - headerBytes else { throw ProtocolViolation(reason: "length \(length) != \(bytes.count - headerBytes) received") }
+        guard type.lengths.contains(length) else { throw ProtocolViolation(reason: "\(type) with \(length) bytes") }
+        guard type.carriesDescriptor == hasDescriptor else { throw ProtocolViolation(reason: "\(type) descriptor mismatch") }
+        let payload = Array(bytes[headerBytes...])
+        switch type {
+        case .ready: return .ready
+        case .shutdown: return .shutdown
+        case .selftestForbidden: return .selftestForbidden
+        case .heartbeat: return .heartbeat(Heartbeat(decoding: payload))
+        case .collectorInfo: return .collectorInfo(CollectorInfo(decoding: payload))
+        case .query:
+            return .query(uid: payload.readLE(UInt32.self, at: 0), gid: payload.readLE(UInt32.self, at: 4), request: Array(payload[8...]))
+        }
+    }
+}
+
+/// A room's counters: a fixed vector, named per room by its manifest.
+public struct Heartbeat: Equatable, Sendable {
+    public static let slots = 16
+    public static let byteCount = slots * 8
+    public var counters: [UInt64]
+
+    public init(_ counters: [UInt64]) {
+        var c = Array(counters.prefix(Heartbeat.slots))
+        while c.count < Heartbeat.slots { c.append(0) }
+        self.counters = c
+    }
+
+    init(decoding p: [UInt8]) {
+        counters = (0..<Heartbeat.slots).map { p.readLE(UInt64.self, at: $0 * 8) }
+    }
+
+    func encode() -> [UInt8] {
+        var out: [UInt8] = []
+        for c in counters { out.appendLE(c) }
+        return out
+    }
+}
+
+/// The collector's hook choice, reported once after ready.
+public struct CollectorInfo: Equatable, Sendable {
+    public static let byteCount = 1024
+    public var hookFamily: String      // "tracepoint" (tp_btf + syscall tracepoints)
+    public var programsAttached: UInt32
+    public var createdFlagCalibrated: Bool
+    public var skipped: String         // programs this kernel lacks the hook for
+
+    public init(hookFamily: String, programsAttached: UInt32, createdFlagCalibrated: Bool, skipped: String) {
+        self.hookFamily = hookFamily
+        self.programsAttached = programsAttached
+        self.createdFlagCalibrated = createdFlagCalibrated
+        self.skipped = skipped
+    }
+
+    init(decoding p: [UInt8]) {
+        programsAttached = p.readLE(UInt32.self, at: 0)
+        createdFlagCalibrated = p.readLE(UInt32.self, at: 4) != 0
+        hookFamily = Self.printable(p[8..<40])
+        skipped = Self.printable(p[40..<1024])
+    }
+
+    func encode() -> [UInt8] {
+        var out: [UInt8] = []
+        out.appendLE(programsAttached)
+        out.appendLE(UInt32(createdFlagCalibrated ? 1 : 0))
+        out += Self.fixed(hookFamily, 32)
+        out += Self.fixed(skipped, 984)
+        return out
+    }
+
+    static func fixed(_ s: String, _ n: Int) -> [UInt8] {
+        var b = Array(s.utf8.prefix(n))
+        while b.count < n { b.append(0) }
+        return b
+    }
+
+    /// Untrusted bytes to a string of printable ASCII only, up to the first NUL.
+    static func printable(_ bytes: ArraySlice<UInt8>) -> String {
+        var out = ""
+        for b in bytes {
+            if b == 0 { break }
+            out.append(b >= 0x20 && b < 0x7f ? Character(UnicodeScalar(b)) : "?")
+        }
+        return out
+    }
+}
+
+extension Array where Element == UInt8 {
+    mutating func appendLE<T: FixedWidthInteger>(_ v: T) {
+        var x = v.littleEndian
+        for _ in 0..<MemoryLayout<T>.size {
+            append(UInt8(truncatingIfNeeded: x))
+            x = x >> 8
+        }
+    }
+
+    func readLE<T: FixedWidthInteger>(_: T.Type, at off: Int) -> T {
+        var v = T.zero
+        for i in (0..<MemoryLayout<T>.size).reversed() {
+            v = v << 8 | T(truncatingIfNeeded: self[off + i])
+        }
+        return v
+    }
+}

@@ -1,0 +1,115 @@
+// The CLI socket. Anyone may connect; each request names a verb from a closed
+// table, and SO_PEERCRED decides: reading status is open to all, reading
+// events needs root or membership of the mdatp group, changing anything
+// needs root. Event queries go to the EDR room with the client's socket.
+import Glibc
+import MdatpJSON
+import MdatpSystem
+import MdatpWire
+
+enum ClientVerb: String {
+    case status
+    case events
+    case reload
+    case selftest
+
+    enum Access { case anyone, readers, root }
+
+    var access: Access {
+        switch self {
+        case .status: return .anyone
+        case .events: return .readers
+        case .reload, .selftest: return .root
+        }
+    }
+}
+
+extension Watchdog {
+    func serveClients() {
+        // Bounded work per wake-up so a flood of connections cannot starve supervision.
+        for _ in 0..<16 {
+            guard let c = try? Sys.accept(listener) else { return }
+            var forwarded = false
+            serve(c, forwarded: &forwarded)
+            if !forwarded { Sys.close(c) }
+        }
+    }
+
+    func reply(_ fd: Int32, _ json: JSON) {
+        try? Sys.writeAll(fd, Array((json.serialized() + "\n").utf8))
+    }
+
+    func refuse(_ fd: Int32, _ why: String, code: String = "refused") {
+        reply(fd, .object([("error", .string(why)), ("code", .string(code))]))
+    }
+
+    func serve(_ fd: Int32, forwarded: inout Bool) {
+        Sys.setTimeouts(fd, seconds: 1)
+        guard let peer = try? Sys.peerCredentials(fd) else { return }
+        // One request: at most 4 KiB, ended by a newline or the client's shutdown.
+        var request: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 4097)
+        while request.count <= Message.maxQueryBytes {
+            guard let ready = try? Sys.pollReadable([fd], timeoutMs: 200), ready[0] else { break }
+            let n = (try? buf.withUnsafeMutableBytes { b throws(Errno) in try Sys.read(fd, b) }) ?? 0
+            if n <= 0 { break }
+            request += buf[0..<n]
+            if request.last == 0x0a { break }
+        }
+        guard request.count <= Message.maxQueryBytes else { return refuse(fd, "request larger than 4096 bytes", code: "usage") }
+        var limits = JSONLimits()
+        limits.maxBytes = Message.maxQueryBytes
+        limits.maxDepth = 4
+        guard let json = try? JSON.parse(request, limits: limits), let verbName = json["verb"]?.string else {
+            return refuse(fd, "request must be a JSON object with a verb", code: "usage")
+        }
+        guard let verb = ClientVerb(rawValue: verbName) else { return refuse(fd, "unknown verb \(verbName)", code: "usage") }
+        guard allowed(verb, peer) else {
+            return refuse(fd, "\(verb.rawValue) needs \(verb.access == .root ? "root" : "root or the mdatp group")")
+        }
+        switch verb {
+        case .status:
+            reply(fd, statusJSON())
+        case .events:
+            guard let edr = rooms.first(where: { $0.manifest.name == "edr" }), case .running = edr.supervision.state,
+                  let ch = edr.channel else {
+                return refuse(fd, "the edr room is not running", code: "unavailable")
+            }
+            do throws(Errno) {
+                try ch.send(.query(uid: peer.uid, gid: peer.gid, request: request), descriptor: fd)
+                forwarded = false // our copy is closed by the caller; the room holds its own
+            } catch {
+                refuse(fd, "cannot reach the edr room: \(error)", code: "unavailable")
+            }
+        case .reload:
+            reload()
+            reply(fd, .object([("ok", .bool(configError == nil)), ("config_error", configError.map { .string($0) } ?? .null)]))
+        case .selftest:
+            guard config.sensor.allowSandboxSelftest else {
+                return refuse(fd, "sandbox self-test is off (sensor.allowSandboxSelftest in the config)")
+            }
+            guard let name = json["room"]?.string, let slot = rooms.first(where: { $0.manifest.name == name }),
+                  slot.manifest.receives.contains(.selftestForbidden), let ch = slot.channel else {
+                return refuse(fd, "no such running room", code: "usage")
+            }
+            do throws(Errno) {
+                try ch.send(.selftestForbidden)
+                reply(fd, .object([("ok", .bool(true)), ("room", .string(name)), ("pid", JSON(Int(slot.supervision.state.pid ?? 0)))]))
+            } catch {
+                refuse(fd, "cannot reach the room: \(error)", code: "unavailable")
+            }
+        }
+    }
+
+    func allowed(_ verb: ClientVerb, _ peer: PeerCredentials) -> Bool {
+        switch verb.access {
+        case .anyone: return true
+        case .root: return peer.uid == 0
+        case .readers:
+            if peer.uid == 0 || peer.gid == account.gid { return true }
+            // Supplementary membership of the mdatp group.
+            guard let g = Sys.groupMembers("mdatp") else { return false }
+            return g.members.contains { Sys.lookupUser($0)?.uid == peer.uid }
+        }
+    }
+}

@@ -1,0 +1,344 @@
+// mdatp-watchdog: root, small, in the foreground. Reads the config, makes
+// every channel and ring, starts the rooms with their descriptors at fixed
+// numbers, supervises them through the Supervisor table, writes the status
+// file, and answers the CLI socket (forwarding event queries, with the
+// client's socket, to the EDR room: the watchdog never decodes event content).
+import Glibc
+import MdatpConfig
+import MdatpJSON
+import MdatpRing
+import MdatpRoom
+import MdatpSystem
+import MdatpWire
+
+public let mdatpVersion = "101.26112.0001"
+
+final class RoomSlot {
+    let manifest: RoomManifest
+    var supervision = Supervision()
+    var channel: Channel?
+    var startedAt: Double = 0
+    var lastHeartbeatAt: Double = 0
+    var heartbeat: Heartbeat?
+    var collectorInfo: CollectorInfo?
+    /// Consumer rooms: their ring.
+    var ring: ConsumerRingSlot?
+
+    init(manifest: RoomManifest) { self.manifest = manifest }
+}
+
+final class ConsumerRingSlot {
+    let consumer: String
+    let descriptors: RingDescriptors
+    let header: UnsafeRawPointer
+    let cursor: UnsafeRawPointer
+
+    init(consumer: String, capacity: Int) throws(Errno) {
+        self.consumer = consumer
+        descriptors = try RingFiles.create(name: consumer, capacity: capacity)
+        (header, cursor) = try RingFiles.mapObserver(data: descriptors.data, cursor: descriptors.cursor)
+    }
+
+    var counters: RingCounters { RingView.counters(header: header, cursor: cursor) }
+}
+
+public final class Watchdog {
+    let paths: SuitePaths
+    var config: SuiteConfig
+    let account: Account
+    let binDir: String
+    var supervisor: Supervisor
+    var rooms: [RoomSlot] = []
+    var listener: Int32 = -1
+    var signals: Int32 = -1
+    let startedAt = Sys.monotonicSeconds()
+    var lastStatusAt: Double = 0
+    var configError: String?
+    var shuttingDown = false
+
+    init(paths: SuitePaths, config: SuiteConfig, account: Account, binDir: String) {
+        self.paths = paths
+        self.config = config
+        self.account = account
+        self.binDir = binDir
+        supervisor = Supervisor(policy: config.sensor.restart)
+    }
+
+    func log(_ s: String) { roomLog("watchdog", s) }
+
+    // MARK: setup
+
+    func prepare() throws(Errno) {
+        try Sys.mkdirs(paths.stateDir, 0o755)
+        try Sys.mkdirExisting(paths.runDir, 0o755)
+        try Sys.chmod(paths.runDir, 0o755)
+        // The EDR store belongs to the mdatp user; only it and root read it.
+        try Sys.mkdirExisting(paths.edrDir, 0o750)
+        try Sys.lchown(paths.edrDir, account.uid, account.gid)
+        try Sys.chmod(paths.edrDir, 0o750)
+        for m in Rooms.all {
+            let slot = RoomSlot(manifest: m)
+            if Rooms.consumers.contains(where: { $0.name == m.name }) {
+                slot.ring = try ConsumerRingSlot(consumer: m.name, capacity: config.sensor.consumerRingBytes)
+            }
+            rooms.append(slot)
+        }
+        signals = try Sys.signalFD([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD])
+        // Anyone may connect; what they may ask is decided per request by SO_PEERCRED.
+        listener = try Sys.listenUnix(paths.socket, mode: 0o666)
+    }
+
+    var collector: RoomSlot { rooms[0] }
+
+    // MARK: spawning
+
+    func arguments(for slot: RoomSlot) -> [String] {
+        let s = config.sensor
+        var argv = [slot.manifest.title, "--prefix", paths.prefix.isEmpty ? "/" : paths.prefix, "--heartbeat", "\(s.heartbeatSeconds)"]
+        if s.seccompLogOnly { argv.append("--seccomp-log") }
+        switch slot.manifest.name {
+        case "collector":
+            argv += ["--process-ring-bytes", "\(s.processRingBytes)", "--activity-ring-bytes", "\(s.activityRingBytes)"]
+            for r in rooms where r.ring != nil { argv += ["--consumer", "\(r.manifest.name):15"] }
+            for e in config.globalExclusions {
+                switch e {
+                case .path(let p, let isDir, _):
+                    argv += ["--exclude-path", isDir && !p.hasSuffix("/") ? p + "/" : p]
+                case .process(let p, _):
+                    argv += ["--exclude-process", p]
+                case .fileExtension:
+                    break // refused for global scope by the config loader
+                }
+            }
+        case "edr":
+            argv += ["--store-max-bytes", "\(s.storeMaxBytes)", "--store-max-age-hours", "\(s.storeMaxAgeHours)"]
+        default:
+            break
+        }
+        return argv
+    }
+
+    func descriptors(for slot: RoomSlot, controlEnd: Int32) -> [(Int32, Int32)] {
+        var fds: [(Int32, Int32)] = [(controlEnd, RoomFD.control)]
+        if slot.manifest.name == "collector" {
+            var i = 0
+            for r in rooms {
+                guard let ring = r.ring else { continue }
+                let t = RoomFD.producerRing(i)
+                fds += [(ring.descriptors.data, t.data), (ring.descriptors.cursor, t.cursor), (ring.descriptors.wake, t.wake)]
+                i += 1
+            }
+        } else if let ring = slot.ring {
+            fds += [(ring.descriptors.dataReadOnly, RoomFD.ringData), (ring.descriptors.cursor, RoomFD.ringCursor),
+                    (ring.descriptors.wake, RoomFD.ringWake)]
+        }
+        return fds
+    }
+
+    func spawn(_ slot: RoomSlot) {
+        let now = Sys.monotonicSeconds()
+        do throws(Errno) {
+            let (mine, theirs) = try Sys.seqpacketPair()
+            let exe = binDir + "/" + slot.manifest.executable
+            let pid = try Sys.spawn(exe, argv: arguments(for: slot), env: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C"],
+                                    fds: descriptors(for: slot, controlEnd: theirs))
+            Sys.close(theirs)
+            slot.channel.map { Sys.close($0.fd) }
+            slot.channel = Channel(fd: mine)
+            slot.startedAt = now
+            slot.heartbeat = nil
+            slot.lastHeartbeatAt = now
+            feed(slot, .spawned(pid: pid, now: now))
+            log("started \(slot.manifest.name) (pid \(pid))")
+        } catch {
+            feed(slot, .spawnFailed(reason: error.description, now: now))
+        }
+    }
+
+    /// Runs one event through the room's supervisor and carries out the actions.
+    func feed(_ slot: RoomSlot, _ event: SupervisorEvent) {
+        let (next, actions) = supervisor.transition(slot.supervision, event)
+        slot.supervision = next
+        for a in actions {
+            switch a {
+            case .spawn: spawn(slot)
+            case .kill(let pid, let sig): try? Sys.kill(pid, sig)
+            case .sendShutdown(let pid):
+                do throws(Errno) { try slot.channel?.send(.shutdown) } catch { try? Sys.kill(pid, SIGTERM) }
+            case .report(let text): log("\(slot.manifest.name): \(text)")
+            }
+        }
+    }
+
+    // MARK: the loop
+
+    public func run() -> Int32 {
+        feed(collector, .start(now: Sys.monotonicSeconds()))
+        log("status: \(paths.statusFile)  events: mdatp events list  socket: \(paths.socket)")
+        while true {
+            let now = Sys.monotonicSeconds()
+            // Consumers start once the collector is serving (they then inherit its suite mark).
+            if !shuttingDown, case .running = collector.supervision.state {
+                for r in rooms.dropFirst() where r.supervision.state == .idle { feed(r, .start(now: now)) }
+            }
+            if !shuttingDown, case .failed = collector.supervision.state {
+                for r in rooms.dropFirst() where r.supervision.state == .idle { feed(r, .start(now: now)) }
+            }
+            for r in rooms { feed(r, .tick(now: now)) }
+            if now - lastStatusAt >= config.sensor.statusIntervalSeconds { writeStatus() }
+            if shuttingDown && rooms.allSatisfy({ r in
+                switch r.supervision.state { case .stopped, .failed, .idle: return true; default: return false }
+            }) {
+                writeStatus()
+                log("all rooms stopped")
+                return 0
+            }
+
+            let channelFds = rooms.map { $0.channel?.fd ?? -1 }
+            var fds = [signals, listener]
+            fds += channelFds.filter { $0 >= 0 }
+            guard let ready = try? Sys.pollReadable(fds, timeoutMs: 200) else { continue }
+            if ready[0] { handleSignals() }
+            if ready[1] { serveClients() }
+            var i = 2
+            for r in rooms where r.channel != nil {
+                if ready[i] { readChannel(r) }
+                i += 1
+            }
+        }
+    }
+
+    func handleSignals() {
+        while let sig = Sys.readSignal(signals) {
+            switch sig {
+            case SIGCHLD:
+                reapChildren()
+            case SIGUSR1:
+                writeStatus()
+                log("status written to \(paths.statusFile)")
+            case SIGHUP:
+                reload()
+            case SIGTERM, SIGINT:
+                beginShutdown()
+            default:
+                break
+            }
+        }
+        reapChildren()
+    }
+
+    func reapChildren() {
+        while let (pid, status) = Sys.reapAny() {
+            guard let slot = rooms.first(where: { $0.supervision.state.pid == pid }) else { continue }
+            let st: ExitStatus
+            switch status {
+            case .exited(let c): st = .exited(c)
+            case .signaled(let s): st = .signaled(s)
+            }
+            slot.channel.map { Sys.close($0.fd) }
+            slot.channel = nil
+            feed(slot, .died(st, now: Sys.monotonicSeconds()))
+        }
+    }
+
+    /// Stops the collector first (no new events), then the consumers drain and go.
+    func beginShutdown() {
+        guard !shuttingDown else { return }
+        shuttingDown = true
+        log("stopping")
+        let now = Sys.monotonicSeconds()
+        feed(collector, .stop(now: now))
+        for r in rooms.dropFirst() { feed(r, .stop(now: now + 0.01)) }
+    }
+
+    func reload() {
+        let result = loadConfig(paths)
+        switch result {
+        case .failure(let e):
+            configError = e.description
+            log("configuration refused, keeping the running one: \(e)")
+        case .success(let c):
+            configError = nil
+            let collectorChanged = c.globalExclusions != config.globalExclusions || c.sensor != config.sensor
+            config = c
+            supervisor = Supervisor(policy: c.sensor.restart)
+            log("configuration reloaded")
+            let now = Sys.monotonicSeconds()
+            for r in rooms { feed(r, .reset(now: now)) }
+            if collectorChanged, let pid = collector.supervision.state.pid {
+                // The kernel filters are filled at load: a new collector applies them.
+                log("sensor settings changed: restarting the collector")
+                try? Sys.kill(pid, SIGTERM)
+            }
+        }
+        writeStatus()
+    }
+
+    func readChannel(_ slot: RoomSlot) {
+        guard let ch = slot.channel else { return }
+        let now = Sys.monotonicSeconds()
+        switch try? ch.receive() {
+        case .message(.ready, _)?:
+            feed(slot, .ready(now: now))
+            log("\(slot.manifest.name) ready")
+        case .message(.heartbeat(let h), _)? where slot.manifest.sends.contains(.heartbeat):
+            slot.heartbeat = h
+            slot.lastHeartbeatAt = now
+        case .message(.collectorInfo(let info), _)? where slot.manifest.sends.contains(.collectorInfo):
+            slot.collectorInfo = info
+            log("sensor: \(info.hookFamily) hooks, \(info.programsAttached) programs" + (info.skipped.isEmpty ? "" : ", not on this kernel: \(info.skipped)"))
+        case .closed?, nil:
+            // The process's exit (SIGCHLD) decides what happens; stop reading.
+            Sys.close(ch.fd)
+            slot.channel = nil
+        case .violation(let v)?:
+            feed(slot, .misbehaved(reason: v.description, now: now))
+        case .message(let m, let fd)?:
+            if fd >= 0 { Sys.close(fd) }
+            feed(slot, .misbehaved(reason: "sent \(m.type), not in its manifest", now: now))
+        }
+    }
+}
+
+func loadConfig(_ paths: SuitePaths) -> Result<SuiteConfig, ConfigError> {
+    do throws(ConfigError) {
+        return .success(try ConfigLoader.load(paths: paths) { path in
+            guard Sys.exists(path) else { return nil }
+            return (try? Sys.readFile(path, limit: 1 << 20)) ?? Array("<unreadable>".utf8)
+        })
+    } catch {
+        return .failure(error)
+    }
+}
+
+public enum WatchdogMain {
+    public static func main() -> Never {
+        let args = RoomArguments(CommandLine.arguments)
+        var env: [String: String] = [:]
+        if let p = getenv("MDATP_PREFIX") { env["MDATP_PREFIX"] = String(cString: p) }
+        if let p = args.string("prefix") { env["MDATP_PREFIX"] = p }
+        let paths = SuitePaths.fromEnvironment(env)
+        Sys.setThreadName("mdatp-watchdog")
+        guard Sys.getuid() == 0 else { roomFail("watchdog", "must run as root (it starts the rooms and then they drop to mdatp)", code: RoomExit.badConfig) }
+        let config: SuiteConfig
+        switch loadConfig(paths) {
+        case .success(let c): config = c
+        case .failure(let e): roomFail("watchdog", "configuration refused: \(e)", code: RoomExit.badConfig)
+        }
+        guard let account = Sys.lookupUser("mdatp") else {
+            roomFail("watchdog", "the mdatp user does not exist; create it with: useradd --system --no-create-home --shell /usr/sbin/nologin --user-group mdatp (make run does this)", code: RoomExit.badConfig)
+        }
+        let exe = (try? readLink("/proc/self/exe")) ?? CommandLine.arguments[0]
+        let binDir = args.string("bin-dir") ?? String(exe[..<(exe.lastIndex(of: "/") ?? exe.endIndex)])
+        let w = Watchdog(paths: paths, config: config, account: account, binDir: binDir)
+        do throws(Errno) { try w.prepare() } catch { roomFail("watchdog", "setup: \(error)", code: RoomExit.transient) }
+        exit(w.run())
+    }
+
+    static func readLink(_ path: String) throws(Errno) -> String {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink(path, &buf, buf.count - 1)
+        if n < 0 { throw Errno(errno, "readlink \(path)") }
+        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}

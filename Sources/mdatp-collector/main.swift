@@ -1,0 +1,3 @@
+import Collector
+
+CollectorRoom.main()

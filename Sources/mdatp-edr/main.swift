@@ -1,0 +1,3 @@
+import EDR
+
+EDRRoom.main()

@@ -1,0 +1,3 @@
+import Watchdog
+
+WatchdogMain.main()

@@ -1,0 +1,3 @@
+import MdatpCLI
+
+MdatpCommand.main()

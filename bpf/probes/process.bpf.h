@@ -1,0 +1,142 @@
+/* Process lifecycle: exec, fork, exit. All go to rb_process. */
+
+/* sched_process_exec fires after the new image is committed and before it runs
+ * its first instruction: the new mm holds argv, bprm->file is the executable. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	struct mdatp_exec_event *e = (void *)s->event;
+	struct task_struct *task = current_task();
+	fill_header(&e->h, MDATP_EV_EXEC, 0);
+	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	e->gid = BPF_CORE_READ(task, cred, gid.val);
+	e->egid = BPF_CORE_READ(task, cred, egid.val);
+	e->loginuid = BPF_CORE_READ(task, loginuid.val);
+	e->sessionid = BPF_CORE_READ(task, sessionid);
+	e->start_time_ns = BPF_CORE_READ(task, start_boottime);
+	e->argc = BPF_CORE_READ(bprm, argc);
+	e->reserved = 0;
+
+	struct file *exe = BPF_CORE_READ(bprm, file);
+	struct inode *ino = BPF_CORE_READ(exe, f_inode);
+	e->exe_dev = BPF_CORE_READ(ino, i_sb, s_dev);
+	e->exe_ino = BPF_CORE_READ(ino, i_ino);
+	e->exe_mode = BPF_CORE_READ(ino, i_mode);
+	read_inode_mtime(ino, &e->exe_mtime_sec, &e->exe_mtime_nsec);
+	if (e->exe_mode & S_ISUID)
+		e->h.flags |= MDATP_F_SETUID_EXEC;
+	if (e->exe_mode & S_ISGID)
+		e->h.flags |= MDATP_F_SETGID_EXEC;
+
+	/* Global process exclusion follows the executable's identity. */
+	struct mdatp_exe_key key = { .ino = e->exe_ino, .dev = e->exe_dev };
+	__u32 tgid = e->h.tgid;
+	if (bpf_map_lookup_elem(&excluded_exes, &key)) {
+		__u8 one = 1;
+		bpf_map_update_elem(&excluded_tgids, &tgid, &one, BPF_ANY);
+	} else {
+		bpf_map_delete_elem(&excluded_tgids, &tgid);
+	}
+
+	__u32 off = sizeof(*e);
+	bool trunc = false;
+	__u32 n = fill_path(s, off, __builtin_preserve_access_index(&exe->f_path), &trunc);
+	if (trunc)
+		e->h.flags |= MDATP_F_PATH_TRUNCATED;
+	e->exe_len = n;
+	off += n;
+
+	trunc = false;
+	struct fs_struct *fs = BPF_CORE_READ(task, fs);
+	n = fill_path(s, off, __builtin_preserve_access_index(&fs->pwd), &trunc);
+	if (trunc)
+		e->h.flags |= MDATP_F_PATH2_TRUNCATED;
+	e->cwd_len = n;
+	off += n;
+
+	struct tty_struct *tty = BPF_CORE_READ(task, signal, tty);
+	e->tty_len = 0;
+	if (tty) {
+		long t = bpf_probe_read_kernel_str(&s->event[off & EV_MASK], MDATP_TTY_MAX, tty->name);
+		if (t > 1) {
+			e->tty_len = t - 1;
+			off += t - 1;
+		}
+	}
+
+	/* argv lives in the new mm, just written by exec, so it is resident. */
+	struct mm_struct *mm = BPF_CORE_READ(task, mm);
+	unsigned long arg_start = BPF_CORE_READ(mm, arg_start);
+	unsigned long arg_end = BPF_CORE_READ(mm, arg_end);
+	__u32 alen = 0;
+	if (arg_end > arg_start) {
+		unsigned long want = arg_end - arg_start;
+		alen = want > MDATP_ARGV_MAX ? MDATP_ARGV_MAX : want;
+		if (want > MDATP_ARGV_MAX)
+			e->h.flags |= MDATP_F_ARGV_TRUNCATED;
+		if (bpf_probe_read_user(&s->event[off & EV_MASK], alen & 0x1fff, (void *)arg_start))
+			alen = 0;
+	}
+	e->argv_len = alen;
+	off += alen;
+	emit(s, align8(off));
+	return 0;
+}
+
+/* sched_process_fork: new processes only (threads share the process's record).
+ * The suite's and excluded processes' marks are inherited here. */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 child_pid = BPF_CORE_READ(child, pid);
+	__u32 child_tgid = BPF_CORE_READ(child, tgid);
+	if (child_pid != child_tgid)
+		return 0;
+	__u32 parent_tgid = BPF_CORE_READ(parent, tgid);
+	__u8 one = 1;
+	if (bpf_map_lookup_elem(&suite_tgids, &parent_tgid))
+		bpf_map_update_elem(&suite_tgids, &child_tgid, &one, BPF_ANY);
+	if (bpf_map_lookup_elem(&excluded_tgids, &parent_tgid))
+		bpf_map_update_elem(&excluded_tgids, &child_tgid, &one, BPF_ANY);
+
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	struct mdatp_fork_event *e = (void *)s->event;
+	fill_header(&e->h, MDATP_EV_FORK, 0);
+	e->child_pid = child_pid;
+	e->child_tgid = child_tgid;
+	e->child_start_time_ns = BPF_CORE_READ(child, start_boottime);
+	emit(s, sizeof(*e));
+	return 0;
+}
+
+/* sched_process_exit fires per thread; the process is gone when signal->live
+ * has dropped to zero (decremented before the tracepoint). */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(on_exit, struct task_struct *task)
+{
+	int live = BPF_CORE_READ(task, signal, live.counter);
+	if (live != 0)
+		return 0;
+	__u32 tgid = BPF_CORE_READ(task, tgid);
+	bpf_map_delete_elem(&suite_tgids, &tgid);
+	bpf_map_delete_elem(&excluded_tgids, &tgid);
+
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	struct mdatp_exit_event *e = (void *)s->event;
+	fill_header(&e->h, MDATP_EV_EXIT, 0);
+	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	e->exit_code = BPF_CORE_READ(task, exit_code);
+	int group = BPF_CORE_READ(task, signal, group_exit_code);
+	if (group != 0)
+		e->exit_code = group;
+	e->start_time_ns = BPF_CORE_READ(task, group_leader, start_boottime);
+	emit(s, sizeof(*e));
+	return 0;
+}

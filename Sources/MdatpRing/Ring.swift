@@ -85,15 +85,16 @@ public final class RingProducer {
             // Pad to the end only if the record then fits at the start.
             guard free >= contiguous + need else { return drop() }
             area.storeBytes(of: UInt32(contiguous), toByteOffset: pos, as: UInt32.self)
-            area.storeBytes(of: RingLayout.kindPad, toByteOffset: pos + 4, as: UInt32.self)
-            area.storeBytes(of: UInt64.max, toByteOffset: pos + 8, as: UInt64.self)
+            area.storeBytes(of: RingLayout.kindPad, toByteOffset: pos + 4, as: UInt16.self)
+            area.storeBytes(of: UInt16(0), toByteOffset: pos + 6, as: UInt16.self)
             head &+= UInt64(contiguous)
             free -= contiguous
             pos = 0
         }
         guard free >= need else { return drop() }
         area.storeBytes(of: UInt32(need), toByteOffset: pos, as: UInt32.self)
-        area.storeBytes(of: RingLayout.kindData, toByteOffset: pos + 4, as: UInt32.self)
+        area.storeBytes(of: RingLayout.kindData, toByteOffset: pos + 4, as: UInt16.self)
+        area.storeBytes(of: UInt16(need - RingLayout.recordHeaderBytes - payload.count), toByteOffset: pos + 6, as: UInt16.self)
         area.storeBytes(of: seq, toByteOffset: pos + 8, as: UInt64.self)
         if payload.count > 0 {
             (area + pos + RingLayout.recordHeaderBytes).copyMemory(from: payload.baseAddress!, byteCount: payload.count)
@@ -181,8 +182,9 @@ public final class RingConsumer {
         while tail != head && delivered < max {
             let pos = Int(tail) & mask
             let size = area.load(fromByteOffset: pos, as: UInt32.self)
-            let kind = area.load(fromByteOffset: pos + 4, as: UInt32.self)
-            guard RingLayout.recordIsValid(size: size, kind: kind, pos: pos, available: head &- tail, capacity: capacity) else {
+            let kind = area.load(fromByteOffset: pos + 4, as: UInt16.self)
+            let padding = area.load(fromByteOffset: pos + 6, as: UInt16.self)
+            guard RingLayout.recordIsValid(size: size, kind: kind, padding: padding, pos: pos, available: head &- tail, capacity: capacity) else {
                 resync(head)
                 break
             }
@@ -191,7 +193,7 @@ public final class RingConsumer {
                 if seq > expectedSeq { lost &+= seq - expectedSeq }
                 expectedSeq = seq &+ 1
                 let payload = UnsafeRawBufferPointer(start: area + pos + RingLayout.recordHeaderBytes,
-                                                     count: Int(size) - RingLayout.recordHeaderBytes)
+                                                     count: Int(size) - RingLayout.recordHeaderBytes - Int(padding))
                 body(seq, payload)
                 consumed &+= 1
                 delivered += 1

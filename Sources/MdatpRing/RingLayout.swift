@@ -6,8 +6,9 @@
 //            The consumer maps it read-only (it gets an O_RDONLY descriptor).
 //   cursor = one page the consumer writes (tail, its counters, wait flag).
 //            The producer reads it and treats every value there as hostile.
-// Records are [size u32][kind u32][seq u64][payload], 8-byte aligned; a record
-// never wraps: the producer pads to the end of the area instead.
+// Records are [size u32][kind u16][padding u16][seq u64][payload][padding],
+// size counting all of it, 8-byte aligned; a record never wraps: the producer
+// fills the end of the area with a pad record (8 bytes at least: size+kind).
 
 public enum RingLayout {
     public static let magic: UInt64 = 0x474E_5250_5441_444D // "MDATPRNG" little-endian
@@ -35,8 +36,8 @@ public enum RingLayout {
     public static let offWaiting = 32
     public static let offConsumerPid = 36
 
-    public static let kindData: UInt32 = 1
-    public static let kindPad: UInt32 = 2
+    public static let kindData: UInt16 = 1
+    public static let kindPad: UInt16 = 2
 
     @inline(__always) public static func align8(_ n: Int) -> Int { (n + 7) & ~7 }
 
@@ -56,14 +57,18 @@ public enum RingLayout {
         tail & 7 == 0 && head &- tail <= UInt64(capacity)
     }
 
-    /// A record header read at `pos` is usable only if its size is aligned, at
-    /// least a header, fits before the end of the area and within what the
-    /// producer has published, and its kind is known.
+    /// A record header read at `pos` is usable only if its size is aligned,
+    /// holds its header (and its padding), fits before the end of the area and
+    /// within what the producer has published, and its kind is known.
     @inline(__always)
-    public static func recordIsValid(size: UInt32, kind: UInt32, pos: Int, available: UInt64, capacity: Int) -> Bool {
+    public static func recordIsValid(size: UInt32, kind: UInt16, padding: UInt16, pos: Int, available: UInt64, capacity: Int) -> Bool {
         let s = Int(size)
-        return s >= recordHeaderBytes && s & 7 == 0 && s <= capacity - pos && UInt64(s) <= available
-            && (kind == kindData || kind == kindPad)
+        guard s & 7 == 0, s <= capacity - pos, UInt64(s) <= available else { return false }
+        switch kind {
+        case kindData: return s >= recordHeaderBytes && padding < 8 && Int(padding) <= s - recordHeaderBytes
+        case kindPad: return s >= 8
+        default: return false
+        }
     }
 }
 

@@ -5,6 +5,12 @@ public struct Account: Equatable, Sendable {
     public let name: String
     public let uid: uid_t
     public let gid: gid_t
+
+    public init(name: String, uid: uid_t, gid: gid_t) {
+        self.name = name
+        self.uid = uid
+        self.gid = gid
+    }
 }
 
 extension Sys {

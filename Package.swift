@@ -56,7 +56,7 @@ let package = Package(
         .testTarget(name: "MdatpEventsTests", dependencies: ["MdatpEvents", "CMdatpABI"]),
         .testTarget(name: "MdatpConfigTests", dependencies: ["MdatpConfig"]),
         .testTarget(name: "WatchdogTests", dependencies: ["Watchdog", "MdatpRoom", "MdatpWire"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["MdatpSystem", "MdatpConfig"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["MdatpSystem", "MdatpConfig", "MdatpRoom", "MdatpJSON"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -50,13 +50,14 @@ public final class Watchdog {
     var supervisor: Supervisor
     var rooms: [RoomSlot] = []
     var listener: Int32 = -1
-    var signals: Int32 = -1
+    let signals: Int32
     let startedAt = Sys.monotonicSeconds()
     var lastStatusAt: Double = 0
     var configError: String?
     var shuttingDown = false
 
-    init(paths: SuitePaths, config: SuiteConfig, account: Account, binDir: String) {
+    init(paths: SuitePaths, config: SuiteConfig, account: Account, binDir: String, signals: Int32) {
+        self.signals = signals
         self.paths = paths
         self.config = config
         self.account = account
@@ -83,7 +84,6 @@ public final class Watchdog {
             }
             rooms.append(slot)
         }
-        signals = try Sys.signalFD([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD])
         // Anyone may connect; what they may ask is decided per request by SO_PEERCRED.
         listener = try Sys.listenUnix(paths.socket, mode: 0o666)
     }
@@ -313,6 +313,11 @@ func loadConfig(_ paths: SuitePaths) -> Result<SuiteConfig, ConfigError> {
 
 public enum WatchdogMain {
     public static func main() -> Never {
+        // Signals first: a SIGUSR1 or SIGHUP during start-up must not kill us.
+        let signals: Int32
+        do throws(Errno) { signals = try Sys.signalFD([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD]) } catch {
+            roomFail("watchdog", "\(error)", code: RoomExit.transient)
+        }
         let args = RoomArguments(CommandLine.arguments)
         var env: [String: String] = [:]
         if let p = getenv("MDATP_PREFIX") { env["MDATP_PREFIX"] = String(cString: p) }
@@ -330,7 +335,7 @@ public enum WatchdogMain {
         }
         let exe = (try? readLink("/proc/self/exe")) ?? CommandLine.arguments[0]
         let binDir = args.string("bin-dir") ?? String(exe[..<(exe.lastIndex(of: "/") ?? exe.endIndex)])
-        let w = Watchdog(paths: paths, config: config, account: account, binDir: binDir)
+        let w = Watchdog(paths: paths, config: config, account: account, binDir: binDir, signals: signals)
         do throws(Errno) { try w.prepare() } catch { roomFail("watchdog", "setup: \(error)", code: RoomExit.transient) }
         exit(w.run())
     }

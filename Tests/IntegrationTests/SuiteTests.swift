@@ -1,0 +1,350 @@
+// Acceptance of the sensor core on the real kernel: the suite runs from a
+// temporary prefix; real syscalls are made; their events are looked up in the
+// EDR store through the CLI, field by field.
+import Foundation
+import Glibc
+import MdatpJSON
+import MdatpRoom
+import MdatpSystem
+import XCTest
+
+final class SuiteTests: XCTestCase {
+    static var shared: Suite?
+    static let config = """
+    {"sensor": {"statusIntervalSeconds": 2, "heartbeatSeconds": 0.5, "allowSandboxSelftest": true,
+                "restart": {"floorSeconds": 1, "maxDeaths": 10, "windowSeconds": 60}}}
+    """
+
+    func suite() throws -> Suite {
+        try requireRoot()
+        if let s = SuiteTests.shared {
+            try s.waitUntil("every room running", timeout: 60) { st in
+                ["collector", "edr"].allSatisfy { s.room($0, in: st)?["state"]?.string == "running" }
+            }
+            return s
+        }
+        let s = try Suite(name: "core", config: SuiteTests.config)
+        try s.start()
+        SuiteTests.shared = s
+        return s
+    }
+
+    override class func tearDown() {
+        shared?.stop()
+        shared = nil
+        super.tearDown()
+    }
+
+    // Acceptance 1: health from real state.
+    func testHealthReportsHealthyWithTheEBPFSubsystem() throws {
+        let s = try suite()
+        let r = try s.cli(["health", "--output", "json"])
+        XCTAssertEqual(r.code, 0, r.err)
+        let h = try JSON.parse(r.out)
+        XCTAssertEqual(h["healthy"]?.bool, true, r.out)
+        XCTAssertEqual(h["health_issues"]?.array?.count, 0, r.out)
+        XCTAssertEqual(h["supplementary_events_subsystem"]?.string, "ebpf")
+        XCTAssertEqual(h["sensor_hook_family"]?.string, "tracepoint")
+        XCTAssertEqual(try s.cli(["health", "--field", "healthy"]).out, "true\n")
+        XCTAssertEqual(try s.cli(["health", "--field", "supplementary_events_subsystem"]).out, "\"ebpf\"\n")
+        XCTAssertEqual(try s.cli(["health", "--field", "no_such_field"]).code, 64)
+    }
+
+    // Acceptance 2: each family of event, with its fields.
+    func testProcessEventsCarryExeArgvCwdParentAndUser() throws {
+        let s = try suite()
+        let marker = "mdatp-marker-\(UUID().uuidString)"
+        let cwd = try makeTempDir("mdatp-cwd")
+        defer { try? FileManager.default.removeItem(atPath: cwd) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/echo")
+        p.arguments = [marker, "second arg", "--flag=1"]
+        p.currentDirectoryURL = URL(fileURLWithPath: cwd)
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        let child = p.processIdentifier
+
+        let exec = try s.waitForEvent(pid: child, type: "exec")
+        XCTAssertEqual(exec["exe"]?.string, realPath("/bin/echo"))
+        XCTAssertEqual(exec["argv"]?.array?.compactMap(\.string), ["/bin/echo", marker, "second arg", "--flag=1"])
+        XCTAssertEqual(exec["cwd"]?.string, cwd)
+        XCTAssertEqual(exec["ppid"]?.int, Int(getpid()))
+        XCTAssertEqual(exec["uid"]?.int, Int(getuid()))
+        XCTAssertEqual(exec["euid"]?.int, Int(geteuid()))
+        XCTAssertGreaterThan(exec["details"]?["exe_inode"]?.int ?? 0, 0)
+        XCTAssertEqual(exec["comm"]?.string, "echo")
+
+        let fork = try s.waitForEvent(pid: getpid(), type: "fork") { $0["details"]?["child_tgid"]?.int == Int(child) }
+        XCTAssertEqual(fork["tgid"]?.int, Int(getpid()))
+        let exit = try s.waitForEvent(pid: child, type: "exit")
+        XCTAssertEqual(exit["details"]?["exit_code"]?.int, 0)
+        XCTAssertEqual(exit["exe"]?.string, realPath("/bin/echo"), "enriched from the process table")
+    }
+
+    func testFileEventsCarryFullPaths() throws {
+        let s = try suite()
+        let dir = try makeTempDir("mdatp-files")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let a = dir + "/created-\(UUID().uuidString).txt"
+        let b = dir + "/renamed.txt"
+        let fd = open(a, O_CREAT | O_WRONLY | O_EXCL, 0o644)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        _ = "payload".withCString { write(fd, $0, 7) }
+        close(fd)
+        XCTAssertEqual(rename(a, b), 0)
+        XCTAssertEqual(chmod(b, 0o4755), 0)
+        XCTAssertEqual(unlink(b), 0)
+        let me = getpid()
+
+        let create = try s.waitForEvent(pid: me, type: "file_create") { $0["path"]?.string == a }
+        XCTAssertEqual((create["mode"]?.int ?? 0) & 0o170000, 0o100000, "a regular file")
+        _ = try s.waitForEvent(pid: me, type: "file_close_write") { $0["path"]?.string == a }
+        let ren = try s.waitForEvent(pid: me, type: "file_rename") { $0["path"]?.string == a }
+        XCTAssertEqual(ren["path2"]?.string, b)
+        let ch = try s.waitForEvent(pid: me, type: "file_chmod") { $0["path"]?.string == b }
+        XCTAssertEqual((ch["mode"]?.int ?? 0) & 0o7777, 0o4755, "setuid bit reported")
+        _ = try s.waitForEvent(pid: me, type: "file_unlink") { $0["path"]?.string == b }
+        XCTAssertEqual(create["uid"]?.int, Int(getuid()))
+    }
+
+    func testRelativePathsResolveAgainstTheWorkingDirectory() throws {
+        let s = try suite()
+        let dir = try makeTempDir("mdatp-rel")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let old = FileManager.default.currentDirectoryPath
+        XCTAssertEqual(chdir(dir), 0)
+        defer { _ = chdir(old) }
+        let fd = open("rel.txt", O_CREAT | O_WRONLY, 0o600)
+        close(fd)
+        XCTAssertEqual(unlink("rel.txt"), 0)
+        _ = try s.waitForEvent(pid: getpid(), type: "file_unlink") { $0["path"]?.string == dir + "/rel.txt" }
+    }
+
+    func testNetworkEventsCarryTheFiveTuple() throws {
+        let s = try suite()
+        let server = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(server) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        XCTAssertEqual(withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(server, $0, len) } }, 0)
+        XCTAssertEqual(listen(server, 4), 0)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(server, $0, &len) } }
+        let port = Int(UInt16(bigEndian: addr.sin_port))
+
+        let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(client) }
+        XCTAssertEqual(withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, len) } }, 0)
+        var caddr = sockaddr_in()
+        var clen = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &caddr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(client, $0, &clen) } }
+        let clientPort = Int(UInt16(bigEndian: caddr.sin_port))
+        let accepted = accept(server, nil, nil)
+        XCTAssertGreaterThanOrEqual(accepted, 0)
+        close(accepted)
+        let me = getpid()
+
+        let listenEv = try s.waitForEvent(pid: me, type: "net_listen") { $0["local_port"]?.int == port }
+        XCTAssertEqual(listenEv["local_address"]?.string, "127.0.0.1")
+        XCTAssertEqual(listenEv["protocol"]?.string, "tcp")
+        _ = try s.waitForEvent(pid: me, type: "net_bind") { $0["local_port"]?.int == port }
+        let conn = try s.waitForEvent(pid: me, type: "net_connect") { $0["remote_port"]?.int == port }
+        XCTAssertEqual(conn["remote_address"]?.string, "127.0.0.1")
+        XCTAssertEqual(conn["local_address"]?.string, "127.0.0.1")
+        XCTAssertEqual(conn["local_port"]?.int, clientPort)
+        XCTAssertEqual(conn["protocol"]?.string, "tcp")
+        let acc = try s.waitForEvent(pid: me, type: "net_accept") { $0["local_port"]?.int == port }
+        XCTAssertEqual(acc["remote_port"]?.int, clientPort)
+        XCTAssertEqual(acc["remote_address"]?.string, "127.0.0.1")
+    }
+
+    func testUDPOverIPv6IsReported() throws {
+        let s = try suite()
+        let fd = socket(AF_INET6, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in6()
+        addr.sin6_family = sa_family_t(AF_INET6)
+        addr.sin6_port = UInt16(9).bigEndian // discard; UDP connect sends nothing
+        addr.sin6_addr = in6addr_loopback
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
+        XCTAssertEqual(rc, 0)
+        let ev = try s.waitForEvent(pid: getpid(), type: "net_connect") { $0["remote_port"]?.int == 9 && $0["protocol"]?.string == "udp" }
+        XCTAssertEqual(ev["remote_address"]?.string, "::1")
+        XCTAssertEqual(ev["details"]?["family"]?.string, "ipv6")
+    }
+
+    func testSensitiveOperationsAreReported() throws {
+        let s = try suite()
+        let name = "mdatp-it-\(UUID().uuidString.prefix(8))"
+        let fd = try Sys.memfdCreate(name)
+        Sys.close(fd)
+        let ev = try s.waitForEvent(pid: getpid(), type: "memfd_create") { $0["path"]?.string == name }
+        XCTAssertEqual(ev["uid"]?.int, Int(getuid()))
+
+        // ptrace of its own child: a child that asks to be traced (PTRACE_TRACEME) then execs.
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        p.arguments = ["-c", "import ctypes; print(ctypes.CDLL(None).ptrace(0, 0, 0, 0))"]
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        let tr = try s.waitForEvent(pid: p.processIdentifier, type: "ptrace")
+        XCTAssertEqual(tr["details"]?["target_pid"]?.int, Int(getpid()))
+    }
+
+    func testSignalsToTheSuiteAreReportedButItsOwnFilesAreNot() throws {
+        let s = try suite()
+        // The suite's own store writes must not show up (no feedback loop).
+        let edrPid = s.room("edr", in: s.status())?["pid"]?.int ?? 0
+        XCTAssertGreaterThan(edrPid, 0)
+        kill(pid_t(edrPid), 0) // signal 0 is only a probe: not reported
+        kill(pid_t(edrPid), SIGCONT) // harmless, but aimed at the suite: reported
+        let ev = try s.waitForEvent(pid: getpid(), type: "signal_suite") { $0["details"]?["target_pid"]?.int == edrPid }
+        XCTAssertEqual(ev["details"]?["args"]?.array?.first?.int, Int(SIGCONT))
+        XCTAssertEqual(try s.events(pid: Int32(edrPid), types: ["file"]), [], "the suite's own file activity is filtered in the kernel")
+        let st = s.status()
+        XCTAssertGreaterThan(st?["kernel"]?["filtered_suite"]?.int ?? 0, 0)
+    }
+
+    // Acceptance 3: what each room holds, from /proc.
+    func testEveryRoomHoldsExactlyItsManifest() throws {
+        let s = try suite()
+        let st = s.status()
+        guard let uid = mdatpUid() else { return XCTFail("no mdatp user") }
+        for m in Rooms.all {
+            let pid = s.room(m.name, in: st)?["pid"]?.int ?? 0
+            XCTAssertGreaterThan(pid, 0, m.name)
+            let ps = try ProcessStatus.read(pid: pid_t(pid))
+            XCTAssertEqual(ps.uids, [uid, uid, uid, uid], "\(m.name) runs as mdatp")
+            XCTAssertEqual(ps.capEffective, m.effectiveCapabilityMask, "\(m.name) CapEff")
+            XCTAssertEqual(ps.capPermitted, m.effectiveCapabilityMask, "\(m.name) CapPrm")
+            XCTAssertEqual(ps.capBounding, m.effectiveCapabilityMask, "\(m.name) CapBnd")
+            XCTAssertEqual(ps.noNewPrivs, 1, "\(m.name) NoNewPrivs")
+            XCTAssertEqual(ps.seccomp, 2, "\(m.name) Seccomp")
+            let cmdline = String(decoding: try Sys.readFile("/proc/\(pid)/cmdline", limit: 65536), as: UTF8.self)
+            XCTAssertTrue(cmdline.hasPrefix(m.title), "ps shows \(m.title)")
+        }
+    }
+
+    func testAForbiddenSyscallKillsTheRoomAndItIsRestarted() throws {
+        let s = try suite()
+        let before = s.room("edr", in: s.status())
+        let oldPid = before?["pid"]?.int ?? 0
+        let restarts = before?["restarts"]?.int ?? 0
+        let r = try s.cli(["diagnostic", "sandbox-selftest", "--room", "edr"])
+        XCTAssertEqual(r.code, 0, r.err)
+        let after = try s.waitUntil("edr restarted after SIGSYS", timeout: 60) { st in
+            let e = s.room("edr", in: st)
+            return e?["state"]?.string == "running" && (e?["pid"]?.int ?? 0) != oldPid && (e?["restarts"]?.int ?? 0) > restarts
+        }
+        XCTAssertTrue(s.room("edr", in: after)?["last_exit"]?.string?.contains("signal 31") ?? false, "\(s.room("edr", in: after)?.serialized() ?? "")")
+    }
+
+    // Acceptance 4: kill -9 of any room.
+    func testKillNineOfEachRoomIsRestartedAndReported() throws {
+        let s = try suite()
+        for name in ["edr", "collector"] {
+            let before = s.room(name, in: s.status())
+            let oldPid = before?["pid"]?.int ?? 0
+            let restarts = before?["restarts"]?.int ?? 0
+            XCTAssertEqual(kill(pid_t(oldPid), SIGKILL), 0)
+            let st = try s.waitUntil("\(name) restarted", timeout: 90) { st in
+                let r = s.room(name, in: st)
+                return r?["state"]?.string == "running" && (r?["pid"]?.int ?? 0) != oldPid
+            }
+            let r = s.room(name, in: st)
+            XCTAssertEqual(r?["restarts"]?.int, restarts + 1, name)
+            XCTAssertEqual(r?["last_exit"]?.string, "signal 9 (SIGKILL)", name)
+        }
+        // The rings belong to the watchdog: after both restarts, events still flow end to end.
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/true")
+        try p.run()
+        p.waitUntilExit()
+        _ = try s.waitForEvent(pid: p.processIdentifier, type: "exec")
+    }
+
+    func testStatusDumpHasEveryField() throws {
+        let s = try suite()
+        let st = try XCTUnwrap(s.status())
+        for name in ["collector", "edr"] {
+            let r = try XCTUnwrap(s.room(name, in: st))
+            for key in ["pid", "user", "state", "uptime_seconds", "restarts", "last_exit", "cap_effective", "cap_bounding",
+                        "seccomp_mode", "no_new_privs", "rss_kib", "cpu_seconds", "heartbeat_age_seconds", "counters"] {
+                XCTAssertNotNil(r[key], "\(name).\(key)")
+            }
+        }
+        let ring = try XCTUnwrap(st["rings"]?.array?.first)
+        for key in ["consumer", "capacity_bytes", "fill_bytes", "events_in", "events_out", "drops", "consumer_lag"] {
+            XCTAssertNotNil(ring[key], "ring.\(key)")
+        }
+        for key in ["emitted", "drops", "total_drops"] { XCTAssertNotNil(st["kernel"]?[key], "kernel.\(key)") }
+        XCTAssertEqual(st["kernel"]?["drops"]?["process"]?.int, 0, "no lifecycle drops on an idle machine")
+        let human = try s.cli(["diagnostic", "status"])
+        XCTAssertEqual(human.code, 0)
+        XCTAssertTrue(human.out.contains("collector") && human.out.contains("RING"), human.out)
+    }
+
+    func testABadConfigIsRefusedOnReloadAndTheRunningOneKept() throws {
+        let s = try suite()
+        try s.writeConfig(#"{"sensor": {"consumerRingBytes": 12345}}"#)
+        defer { try? s.writeConfig(SuiteTests.config) }
+        kill(s.watchdogPid, SIGHUP)
+        let st = try s.waitUntil("config error reported", timeout: 30) { $0["watchdog"]?["config_error"]?.string != nil }
+        XCTAssertTrue(st["watchdog"]?["config_error"]?.string?.contains("sensor.consumerRingBytes") ?? false)
+        XCTAssertEqual(s.room("edr", in: st)?["state"]?.string, "running")
+        let h = try JSON.parse(try s.cli(["health", "--output", "json"]).out)
+        XCTAssertEqual(h["healthy"]?.bool, false)
+        try s.writeConfig(SuiteTests.config)
+        kill(s.watchdogPid, SIGHUP)
+        try s.waitUntil("config accepted again", timeout: 30) { $0["watchdog"]?["config_error"] == .null }
+    }
+
+    func testEventsNeedRootOrTheMdatpGroup() throws {
+        let s = try suite()
+        // Run the CLI as nobody: status is open, events are refused (exit 77).
+        let nobody = Sys.lookupUser("nobody")!
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        p.arguments = ["--reuid=\(nobody.uid)", "--regid=\(nobody.gid)", "--clear-groups", s.binDir + "/mdatp", "events", "list"]
+        var env = ProcessInfo.processInfo.environment
+        env["MDATP_PREFIX"] = s.prefix
+        p.environment = env
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 77)
+    }
+}
+
+/// A room that always crashes ends as failed after K deaths, and health says so.
+final class CrashLoopTests: XCTestCase {
+    func testAlwaysCrashingRoomEndsFailedAndHealthReportsIt() throws {
+        try requireRoot()
+        let bin = try makeTempDir("mdatp-bin")
+        defer { try? FileManager.default.removeItem(atPath: bin) }
+        for exe in ["mdatp-watchdog", "mdatp-collector", "mdatp"] {
+            try FileManager.default.createSymbolicLink(atPath: bin + "/" + exe, withDestinationPath: Harness.binDir + "/" + exe)
+        }
+        try "#!/bin/sh\necho 'broken edr build' >&2\nexit 3\n".write(toFile: bin + "/mdatp-edr", atomically: true, encoding: .utf8)
+        chmod(bin + "/mdatp-edr", 0o755)
+        let s = try Suite(name: "crash", config: #"{"sensor": {"statusIntervalSeconds": 1, "restart": {"floorSeconds": 1, "maxDeaths": 3, "windowSeconds": 60}}}"#,
+                          watchdogBinDir: bin)
+        try s.start(waitFor: ["collector"])
+        defer { s.stop() }
+        let st = try s.waitUntil("edr failed", timeout: 60) { s.room("edr", in: $0)?["state"]?.string == "failed" }
+        let edr = s.room("edr", in: st)
+        XCTAssertEqual(edr?["restarts"]?.int, 2, "three deaths: the first start and two restarts")
+        XCTAssertTrue(edr?["failure"]?.string?.contains("3 deaths") ?? false)
+        // It stays failed: no restart loop.
+        sleep(3)
+        XCTAssertEqual(s.room("edr", in: s.status())?["restarts"]?.int, 2)
+        let h = try JSON.parse(try s.cli(["health", "--output", "json"]).out)
+        XCTAssertEqual(h["healthy"]?.bool, false)
+        XCTAssertTrue(h["health_issues"]?.array?.contains { $0.string?.contains("room edr failed") ?? false } ?? false, h.serialized())
+    }
+}

@@ -69,7 +69,7 @@ bench-ring: deps release
 	$(CURDIR)/.build/release/mdatp-bench ring
 
 bench-sensor: deps release user
-	bash bench/sensor.sh $(CURDIR)/.build/release
+	python3 bench/sensor.py --bin $(CURDIR)/.build/release
 
 clean:
 	rm -rf $(BPF_OUT) .build

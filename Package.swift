@@ -51,6 +51,8 @@ let package = Package(
         .executableTarget(name: "mdatp-watchdog", dependencies: ["Watchdog"]),
         .executableTarget(name: "mdatp-collector", dependencies: ["Collector"]),
         .executableTarget(name: "mdatp-edr", dependencies: ["EDR"]),
+        // Benchmarks (make bench); not installed.
+        .executableTarget(name: "mdatp-bench", dependencies: ["MdatpRing", "MdatpSystem"]),
 
         .testTarget(name: "MdatpRingTests", dependencies: ["MdatpRing"]),
         .testTarget(name: "MdatpEventsTests", dependencies: ["MdatpEvents", "CMdatpABI"]),

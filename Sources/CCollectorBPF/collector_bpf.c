@@ -183,3 +183,8 @@ int mdatp_bpf_rings_epoll_fd(mdatp_collector_bpf *b)
 {
 	return ring_buffer__epoll_fd(b->rings);
 }
+
+int mdatp_bpf_rings_consume(mdatp_collector_bpf *b)
+{
+	return ring_buffer__consume(b->rings);
+}

@@ -146,16 +146,20 @@ public enum CollectorRoom {
 
         // 7. Copy until told to stop.
         var clock = HeartbeatClock(interval: args.double("heartbeat", 2))
+        // The programs wake us only on a backlog; otherwise every few
+        // milliseconds we take what accumulated (bounded latency, few wakeups).
+        let pollMs = Int32(args.int("poll-ms", 5))
         while true {
-            let n = mdatp_bpf_rings_poll(bpf, 100)
+            let n = mdatp_bpf_rings_poll(bpf, pollMs)
             if n < 0 && n != -EINTR { roomFail(name, "kernel ring poll failed: \(n)", code: RoomExit.transient) }
+            _ = mdatp_bpf_rings_consume(bpf)
             loop.flush()
             if clock.due() { try? control.send(.heartbeat(loop.heartbeat())) }
             if let ready = try? Sys.pollReadable([control.fd], timeoutMs: 0), ready[0] {
                 switch try? control.receive() {
                 case .message(.shutdown, _)?:
                     // Drain what the kernel holds, then go.
-                    _ = mdatp_bpf_rings_poll(bpf, 0)
+                    _ = mdatp_bpf_rings_consume(bpf)
                     loop.flush()
                     try? control.send(.heartbeat(loop.heartbeat()))
                     exit(RoomExit.ok)

@@ -41,70 +41,79 @@ public struct Enricher {
         e.euid = Int64(h.euid)
         e.comm = h.comm
         e.flags = Int64(h.flags)
-        var details: [(String, JSON)] = [("cgroup_id", JSON(h.cgroupId))]
+        var d = JSONObjectWriter()
+        d.add("cgroup_id", h.cgroupId)
         switch ev.body {
         case .exec(let x):
-            table.exec(ProcessRecord(tgid: h.tgid, ppid: x.ppid, uid: h.uid, exe: x.exe, argv: x.argv, cwd: x.cwd, startNs: x.startTimeNs))
+            let record = ProcessRecord(tgid: h.tgid, ppid: x.ppid, uid: h.uid, exe: x.exe, argv: x.argv, cwd: x.cwd, startNs: x.startTimeNs)
+            table.exec(record)
             e.ppid = Int64(x.ppid)
             e.exe = x.exe
             e.argv = x.argv
+            e.argvText = record.argvText
             e.cwd = x.cwd
             e.mode = Int64(x.exeMode)
-            details += [("gid", JSON(Int(x.gid))), ("egid", JSON(Int(x.egid))), ("login_uid", JSON(Int(x.loginuid))),
-                        ("session_id", JSON(Int(x.sessionid))), ("tty", .string(x.tty)),
-                        ("exe_dev", .string("\(x.exeDev >> 20):\(x.exeDev & 0xfffff)")), ("exe_inode", JSON(x.exeIno)),
-                        ("exe_mtime", JSON(Int(x.exeMtimeSec))), ("argc", JSON(Int(x.argc))),
-                        ("start_time_ns", JSON(UInt64(Int64(x.startTimeNs) &+ bootToUnixNs))),
-                        ("setuid_exec", .bool(h.flags & EventFlag.setuidExec != 0))]
-            return finish(e, details)
+            d.add("gid", x.gid)
+            d.add("egid", x.egid)
+            d.add("login_uid", x.loginuid)
+            d.add("session_id", x.sessionid)
+            d.add("tty", x.tty)
+            d.add("exe_dev", "\(x.exeDev >> 20):\(x.exeDev & 0xfffff)")
+            d.add("exe_inode", x.exeIno)
+            d.add("exe_mtime", x.exeMtimeSec)
+            d.add("argc", x.argc)
+            d.add("start_time_ns", Int64(x.startTimeNs) &+ bootToUnixNs)
+            d.add("setuid_exec", h.flags & EventFlag.setuidExec != 0)
+            e.details = d.finish()
+            return e
         case .fork(let childPid, let childTgid, let start):
             table.fork(parent: h.tgid, child: childTgid, startNs: start, uid: h.uid)
-            details += [("child_pid", JSON(Int(childPid))), ("child_tgid", JSON(Int(childTgid)))]
+            d.add("child_pid", childPid)
+            d.add("child_tgid", childTgid)
         case .exit(let ppid, let code, _):
             e.ppid = Int64(ppid)
-            if code & 0x7f != 0 {
-                details += [("signal", JSON(Int(code & 0x7f)))]
-            } else {
-                details += [("exit_code", JSON(Int((code >> 8) & 0xff)))]
-            }
+            if code & 0x7f != 0 { d.add("signal", code & 0x7f) } else { d.add("exit_code", (code >> 8) & 0xff) }
         case .file(let f):
             e.path = f.path
             e.path2 = f.path2
             e.mode = Int64(f.mode)
             e.ownerUid = f.ownerUid == .max ? -1 : Int64(f.ownerUid)
             e.ownerGid = f.ownerGid == .max ? -1 : Int64(f.ownerGid)
-            if f.ino != 0 { details += [("inode", JSON(f.ino)), ("dev", .string("\(f.dev >> 20):\(f.dev & 0xfffff)"))] }
+            if f.ino != 0 {
+                d.add("inode", f.ino)
+                d.add("dev", "\(f.dev >> 20):\(f.dev & 0xfffff)")
+            }
         case .network(let n):
             e.proto = n.proto == 6 ? "tcp" : n.proto == 17 ? "udp" : "ip\(n.proto)"
             e.localAddress = n.localAddress
             e.localPort = Int64(n.localPort)
             e.remoteAddress = n.remoteAddress
             e.remotePort = Int64(n.remotePort)
-            details += [("family", .string(n.family == 10 ? "ipv6" : "ipv4")), ("result", JSON(Int(n.ret)))]
+            d.add("family", n.family == 10 ? "ipv6" : "ipv4")
+            d.add("result", n.ret)
         case .sensitive(let s):
-            details += [("result", JSON(Int(s.ret))), ("target_pid", JSON(Int(s.targetPid))),
-                        ("args", .array(s.args.map { JSON($0) })),
-                        ("new_uid", JSON(Int(s.newUid))), ("new_euid", JSON(Int(s.newEuid))),
-                        ("new_gid", JSON(Int(s.newGid))), ("new_egid", JSON(Int(s.newEgid)))]
+            d.add("result", s.ret)
+            d.add("target_pid", s.targetPid)
+            d.add("args", s.args)
+            d.add("new_uid", s.newUid)
+            d.add("new_euid", s.newEuid)
+            d.add("new_gid", s.newGid)
+            d.add("new_egid", s.newEgid)
             e.path = s.strings.first ?? ""
             if s.strings.count > 1 { e.path2 = s.strings[1] }
-            if s.strings.count > 2 && !s.strings[2].isEmpty { details.append(("fs_type", .string(s.strings[2]))) }
+            if s.strings.count > 2 && !s.strings[2].isEmpty { d.add("fs_type", s.strings[2]) }
         }
         // The acting process, from the table.
         if let p = table.lookup(h.tgid) {
             if e.ppid == 0 { e.ppid = Int64(p.ppid) }
             e.exe = p.exe
             e.argv = p.argv
+            e.argvText = p.argvText
             e.cwd = p.cwd
         }
         if case .exit = ev.body { table.exit(h.tgid) }
-        return finish(e, details)
-    }
-
-    func finish(_ e: StoredEvent, _ details: [(String, JSON)]) -> StoredEvent {
-        var out = e
-        out.details = .object(details)
-        return out
+        e.details = d.finish()
+        return e
     }
 }
 
@@ -143,22 +152,27 @@ public enum EDRRoom {
         batch.reserveCapacity(batchSize)
         var draining = false
 
+        // Rows are committed in batches: when 2048 are pending, or 20 ms after
+        // the first of them arrived, so a transaction costs once per batch.
+        let flushInterval = 0.02
+        var pendingSince: Double?
         while true {
-            // Read what is there, in bounded batches so queries are not starved.
-            var n = 0
-            repeat {
-                n = ring.poll(max: batchSize) { _, payload in
-                    counters.received &+= 1
-                    do throws(DecodeError) {
-                        batch.append(enricher.row(for: try EventDecoder.decode(payload)))
-                    } catch {
-                        counters.decodeErrors &+= 1
-                    }
+            ring.poll(max: batchSize - batch.count) { _, payload in
+                counters.received &+= 1
+                do throws(DecodeError) {
+                    batch.append(enricher.row(for: try EventDecoder.decode(payload)))
+                } catch {
+                    counters.decodeErrors &+= 1
                 }
-                flush(&batch, store, &counters)
-            } while n == batchSize
+            }
             ring.accountTrailingDrops()
-
+            let now = Sys.monotonicSeconds()
+            if !batch.isEmpty && pendingSince == nil { pendingSince = now }
+            if batch.count >= batchSize || draining || (pendingSince.map { now - $0 >= flushInterval } ?? false) {
+                flush(&batch, store, &counters)
+                pendingSince = nil
+            }
+            if draining && !ring.isEmpty { continue }
             if draining { sendHeartbeat(control, ring, store, enricher, counters); exit(RoomExit.ok) }
             if heartbeat.due() {
                 enricher.bootToUnixNs = bootOffset()
@@ -171,8 +185,12 @@ public enum EDRRoom {
                     roomLog(name, "\(error)")
                 }
             }
-            let ready = ring.wait(timeoutMs: 200, extraFds: [control.fd])
-            guard ready.first == true else { continue }
+            let timeout = pendingSince.map { Int32(max(1, (flushInterval - (Sys.monotonicSeconds() - $0)) * 1000)) } ?? 200
+            // Under a flood the ring is never empty: the control channel is still checked.
+            let controlReady = ring.isEmpty
+                ? ring.wait(timeoutMs: timeout, extraFds: [control.fd]).first == true
+                : (try? Sys.pollReadable([control.fd], timeoutMs: 0))?.first == true
+            guard controlReady else { continue }
             switch try? control.receive() {
             case .message(.shutdown, _)?:
                 draining = true

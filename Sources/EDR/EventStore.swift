@@ -23,6 +23,8 @@ public struct StoredEvent: Equatable, Sendable {
     public var comm = ""
     public var exe = ""
     public var argv: [String] = []
+    /// argv as JSON text when already made (the process table keeps it).
+    public var argvText: String?
     public var cwd = ""
     public var path = ""
     public var path2 = ""
@@ -35,7 +37,8 @@ public struct StoredEvent: Equatable, Sendable {
     public var remoteAddress = ""
     public var remotePort: Int64 = 0
     public var flags: Int64 = 0
-    public var details: JSON = .object([])
+    /// A JSON object's text (built once, on the hot path, by JSONObjectWriter).
+    public var details = "{}"
     public init() {}
 
     public var commandLine: String { argv.joined(separator: " ") }
@@ -122,7 +125,7 @@ public final class EventStore {
             sqlite3_bind_int64(insert, 8, e.euid)
             bindText(9, e.comm)
             bindText(10, e.exe)
-            bindText(11, JSON.array(e.argv.map { .string($0) }).serialized())
+            bindText(11, e.argvText ?? JSON.stringArrayText(e.argv))
             bindText(12, e.cwd)
             bindText(13, e.path)
             bindText(14, e.path2)
@@ -135,7 +138,7 @@ public final class EventStore {
             bindText(21, e.remoteAddress)
             sqlite3_bind_int64(insert, 22, e.remotePort)
             sqlite3_bind_int64(insert, 23, e.flags)
-            bindText(24, e.details.serialized())
+            bindText(24, e.details)
             if sqlite3_step(insert) != SQLITE_DONE {
                 let msg = String(cString: sqlite3_errmsg(db))
                 try? EventStore.exec(db, "ROLLBACK")
@@ -221,7 +224,7 @@ public final class EventStore {
             e.mode = int(15); e.ownerUid = int(16); e.ownerGid = int(17)
             e.proto = text(18); e.localAddress = text(19); e.localPort = int(20)
             e.remoteAddress = text(21); e.remotePort = int(22); e.flags = int(23)
-            e.details = (try? JSON.parse(text(24))) ?? .object([])
+            e.details = text(24)
             out.append(e)
         }
         return out

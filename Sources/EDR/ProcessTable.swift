@@ -1,3 +1,5 @@
+import MdatpJSON
+
 // A process table with a fixed capacity: memory is bounded whatever the
 // churn. Exited processes leave at once; when full, the least recently
 // seen entry is evicted and counted.
@@ -9,8 +11,21 @@ public struct ProcessRecord: Equatable, Sendable {
     public var exe: String
     public var argv: [String]
     public var cwd: String
+    /// argv as JSON text, made once at exec and reused for every event of the process.
+    public var argvText: String
     public var startNs: UInt64
     var lastSeen: UInt64 = 0
+
+    public init(tgid: UInt32, ppid: UInt32, uid: UInt32, exe: String, argv: [String], cwd: String, argvText: String? = nil, startNs: UInt64) {
+        self.tgid = tgid
+        self.ppid = ppid
+        self.uid = uid
+        self.exe = exe
+        self.argv = argv
+        self.cwd = cwd
+        self.argvText = argvText ?? JSON.stringArrayText(argv)
+        self.startNs = startNs
+    }
 }
 
 public struct ProcessTable {
@@ -42,7 +57,7 @@ public struct ProcessTable {
 
     /// A forked child starts as a copy of its parent (same image until it execs).
     public mutating func fork(parent: UInt32, child: UInt32, startNs: UInt64, uid: UInt32) {
-        var r = entries[parent] ?? ProcessRecord(tgid: child, ppid: parent, uid: uid, exe: "", argv: [], cwd: "", startNs: startNs)
+        var r = entries[parent] ?? ProcessRecord(tgid: child, ppid: parent, uid: uid, exe: "", argv: [], cwd: "", argvText: "[]", startNs: startNs)
         r.tgid = child
         r.ppid = parent
         r.startNs = startNs

@@ -117,6 +117,6 @@ public func eventJSON(_ e: StoredEvent) -> JSON {
     m.append(("remote_address", .string(e.remoteAddress)))
     m.append(("remote_port", n(e.remotePort)))
     m.append(("flags", .array(flags)))
-    m.append(("details", e.details))
+    m.append(("details", (try? JSON.parse(e.details)) ?? .object([])))
     return .object(m)
 }

@@ -209,6 +209,7 @@ extension JSON {
     /// Compact, or indented by two spaces when `pretty`.
     public func serialized(pretty: Bool = false) -> String {
         var out = ""
+        out.reserveCapacity(256)
         write(&out, pretty: pretty, indent: 0)
         return out
     }
@@ -246,6 +247,13 @@ extension JSON {
     }
 
     public static func quote(_ s: String, into out: inout String) {
+        // Most strings (paths, argv) need no escaping: append them whole.
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5c || $0 == 0x7f }) {
+            out.append("\"")
+            out.append(s)
+            out.append("\"")
+            return
+        }
         out += "\""
         for u in s.unicodeScalars {
             switch u {
@@ -275,4 +283,60 @@ extension JSON: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, Express
     public init(_ i: Int) { self = .number(Double(i)) }
     public init(_ u: UInt64) { self = .number(Double(u)) }
     public init(_ s: String) { self = .string(s) }
+}
+
+/// Builds one JSON object's text directly, without the `JSON` tree: for hot
+/// paths (one per stored event).
+public struct JSONObjectWriter {
+    public private(set) var text = "{"
+    var empty = true
+
+    public init() {}
+
+    mutating func key(_ k: String) {
+        if !empty { text.append(",") }
+        empty = false
+        JSON.quote(k, into: &text)
+        text.append(":")
+    }
+
+    public mutating func add(_ k: String, _ v: String) {
+        key(k)
+        JSON.quote(v, into: &text)
+    }
+
+    public mutating func add<I: BinaryInteger>(_ k: String, _ v: I) {
+        key(k)
+        text.append(String(v))
+    }
+
+    public mutating func add(_ k: String, _ v: Bool) {
+        key(k)
+        text.append(v ? "true" : "false")
+    }
+
+    public mutating func add<I: BinaryInteger>(_ k: String, _ list: [I]) {
+        key(k)
+        text.append("[")
+        text.append(list.map { String($0) }.joined(separator: ","))
+        text.append("]")
+    }
+
+    public mutating func finish() -> String {
+        text.append("}")
+        return text
+    }
+}
+
+extension JSON {
+    /// `["a","b"]` for a list of strings, without building a tree.
+    public static func stringArrayText(_ list: [String]) -> String {
+        var out = "["
+        for (i, s) in list.enumerated() {
+            if i > 0 { out.append(",") }
+            quote(s, into: &out)
+        }
+        out.append("]")
+        return out
+    }
 }

@@ -19,6 +19,8 @@
 #define PATH_END (MDATP_PATH_MAX - 1)
 #define EV_MASK (MDATP_EVENT_MAX - 1)
 #define PATH_MASK (MDATP_PATH_MAX - 1)
+#define WAKEUP_BACKLOG_PROCESS (16 << 10)
+#define WAKEUP_BACKLOG_ACTIVITY (256 << 10)
 
 /* ---------------------------------------------------------------- read */
 
@@ -307,11 +309,16 @@ static __always_inline void emit(struct scratch *s, __u32 size)
 	bool lifecycle = cls == MDATP_CLASS_PROCESS;
 	h->size = size;
 	h->seq = __sync_fetch_and_add(&counters.ring_seq[lifecycle ? MDATP_RING_PROCESS : MDATP_RING_ACTIVITY], 1);
+	/* Wakeups are batched: the collector polls every few milliseconds anyway,
+	 * so a record only wakes it when a backlog has built up. */
 	long err;
-	if (lifecycle)
-		err = bpf_ringbuf_output(&rb_process, s->event, size & (MDATP_EVENT_MAX - 1), 0);
-	else
-		err = bpf_ringbuf_output(&rb_activity, s->event, size & (MDATP_EVENT_MAX - 1), 0);
+	if (lifecycle) {
+		__u64 flags = bpf_ringbuf_query(&rb_process, BPF_RB_AVAIL_DATA) > WAKEUP_BACKLOG_PROCESS ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+		err = bpf_ringbuf_output(&rb_process, s->event, size & (MDATP_EVENT_MAX - 1), flags);
+	} else {
+		__u64 flags = bpf_ringbuf_query(&rb_activity, BPF_RB_AVAIL_DATA) > WAKEUP_BACKLOG_ACTIVITY ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+		err = bpf_ringbuf_output(&rb_activity, s->event, size & (MDATP_EVENT_MAX - 1), flags);
+	}
 	if (err)
 		__sync_fetch_and_add(&counters.class_dropped[cls], 1);
 	else

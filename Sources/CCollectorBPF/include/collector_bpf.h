@@ -44,5 +44,7 @@ int mdatp_bpf_rings_open(mdatp_collector_bpf *b, mdatp_record_fn fn, void *ctx);
 /* Polls both kernel rings; returns records consumed or -errno. */
 int mdatp_bpf_rings_poll(mdatp_collector_bpf *b, int timeout_ms);
 int mdatp_bpf_rings_epoll_fd(mdatp_collector_bpf *b);
+/* Consumes whatever both kernel rings hold, woken or not; records consumed or -errno. */
+int mdatp_bpf_rings_consume(mdatp_collector_bpf *b);
 
 #endif

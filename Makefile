@@ -61,7 +61,10 @@ run: deps release user
 	exec $(CURDIR)/.build/release/mdatp-watchdog $(if $(RUN_PREFIX),--prefix $(RUN_PREFIX))
 
 test: deps build user
-	MDATP_BIN_DIR=$(CURDIR)/.build/debug $(SWIFT) test 2>&1 | tee .build/test.log; exit $${PIPESTATUS[0]}
+	@set -o pipefail; MDATP_BIN_DIR=$(CURDIR)/.build/debug $(SWIFT) test --disable-swift-testing 2>&1 | tee .build/test.log; rc=$$?; \
+	line=$$(grep -E "^[[:space:]]*Executed [0-9]+ tests?, with [0-9]+ failures?" .build/test.log | tail -1); \
+	n=$$(echo "$$line" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/'); f=$$(echo "$$line" | sed -E 's/.*with ([0-9]+) failures?.*/\1/'); \
+	[ -n "$$n" ] && echo "tests: $$((n - f)) passed, $$f failed"; exit $$rc
 
 bench: bench-ring bench-sensor
 

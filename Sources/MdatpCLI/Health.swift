@@ -102,6 +102,9 @@ struct Health: ParsableCommand {
     func run() throws {
         let (status, config, configError) = HealthReport.load()
         let fields = HealthReport.compute(status: status, config: config, configError: configError, nowUnix: Sys.realtimeSeconds())
+        // The fields are printed either way; the exit code says whether the suite runs.
+        let running = !(fields.first { $0.name == "health_issues" }?.value.array?.contains { $0.string == "the suite is not running" } ?? false)
+        defer { if !running { Glibc.exit(CLIExit.notRunning) } }
         if let name = field {
             guard let f = fields.first(where: { $0.name == name }) else {
                 throw CLIFailure(message: "unknown field \(name); known: \(fields.map(\.name).joined(separator: ", "))", code: CLIExit.usage)

@@ -63,13 +63,21 @@ final class Suite {
         }
     }
 
-    func stop() {
-        guard let p = process, p.isRunning else { return }
+    /// SIGTERM, then waits; returns the watchdog's exit status (nil if it had to be killed).
+    @discardableResult
+    func stop() -> Int32? {
+        guard let p = process else { return nil }
+        if !p.isRunning { return p.terminationStatus }
         kill(p.processIdentifier, SIGTERM)
         let deadline = Date().addingTimeInterval(90)
         while p.isRunning && Date() < deadline { usleep(100_000) }
-        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        if p.isRunning {
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            return nil
+        }
         p.waitUntilExit()
+        return p.terminationReason == .exit ? p.terminationStatus : nil
     }
 
     var watchdogPid: Int32 { process?.processIdentifier ?? 0 }

@@ -267,6 +267,41 @@ final class SuiteTests: XCTestCase {
         _ = try s.waitForEvent(pid: p.processIdentifier, type: "exec")
     }
 
+    func testEventsTailFollowsNewEvents() throws {
+        let s = try suite()
+        let marker = "mdatp-tail-\(UUID().uuidString)"
+        let tail = Process()
+        tail.executableURL = URL(fileURLWithPath: s.binDir + "/mdatp")
+        tail.arguments = ["events", "tail", "--type", "exec", "--output", "json"]
+        var env = ProcessInfo.processInfo.environment
+        env["MDATP_PREFIX"] = s.prefix
+        tail.environment = env
+        let out = Pipe()
+        tail.standardOutput = out
+        try tail.run()
+        defer { if tail.isRunning { tail.terminate() } }
+        sleep(1)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/echo")
+        p.arguments = [marker]
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        // Read lines until the marker's exec arrives.
+        var text = ""
+        let deadline = Date().addingTimeInterval(20)
+        while !text.contains(marker) && Date() < deadline {
+            guard (try? Sys.pollReadable([out.fileHandleForReading.fileDescriptor], timeoutMs: 500))?.first == true else { continue }
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        tail.terminate()
+        let line = text.split(separator: "\n").first { $0.contains(marker) }
+        XCTAssertNotNil(line, text)
+        XCTAssertEqual(try line.map { try JSON.parse(String($0)) }?["tgid"]?.int, Int(p.processIdentifier))
+    }
+
     func testStatusDumpHasEveryField() throws {
         let s = try suite()
         let st = try XCTUnwrap(s.status())
@@ -346,5 +381,55 @@ final class CrashLoopTests: XCTestCase {
         let h = try JSON.parse(try s.cli(["health", "--output", "json"]).out)
         XCTAssertEqual(h["healthy"]?.bool, false)
         XCTAssertTrue(h["health_issues"]?.array?.contains { $0.string?.contains("room edr failed") ?? false } ?? false, h.serialized())
+        // SIGTERM: the rooms stop in order and the watchdog exits 0.
+        XCTAssertEqual(s.stop(), 0)
+        XCTAssertTrue(s.tailOfLog().contains("all rooms stopped"))
+    }
+}
+
+/// The CLI without a running suite: help, version, and the "not running" contract.
+final class CLITests: XCTestCase {
+    func run(_ args: [String], prefix: String) throws -> (Int32, String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Harness.binDir + "/mdatp")
+        p.arguments = args
+        var env = ProcessInfo.processInfo.environment
+        env["MDATP_PREFIX"] = prefix
+        p.environment = env
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    func testHelpListsTheVerbs() throws {
+        let (code, out) = try run(["--help"], prefix: "/nonexistent")
+        XCTAssertEqual(code, 0)
+        for verb in ["version", "health", "diagnostic", "events"] { XCTAssertTrue(out.contains(verb), out) }
+    }
+
+    func testVersionInBothFormats() throws {
+        let (code, out) = try run(["version", "--output", "json"], prefix: "/nonexistent")
+        XCTAssertEqual(code, 0)
+        let v = try JSON.parse(out)
+        XCTAssertTrue(v["app_version"]?.string?.hasPrefix("101.") ?? false)
+        XCTAssertTrue(try run(["version"], prefix: "/nonexistent").1.hasPrefix("Product version: 101."))
+    }
+
+    func testNotRunningIsExit69AndUnhealthy() throws {
+        let dir = try makeTempDir("mdatp-cli")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (code, out) = try run(["health", "--output", "json"], prefix: dir)
+        XCTAssertEqual(code, 69)
+        let h = try JSON.parse(out)
+        XCTAssertEqual(h["healthy"]?.bool, false)
+        XCTAssertEqual(h["health_issues"]?.array?.first?.string, "the suite is not running")
+        XCTAssertEqual(try run(["diagnostic", "status"], prefix: dir).0, 69)
+        XCTAssertEqual(try run(["events", "list"], prefix: dir).0, 69)
+        XCTAssertEqual(try run(["events", "list", "--since", "yesterday"], prefix: dir).0, 64)
+        XCTAssertEqual(try run(["no-such-verb"], prefix: dir).0, 64)
     }
 }

@@ -7,13 +7,14 @@ SHELL := /bin/bash
 #   make bench   benchmarks with ratios against a baseline measured in the same run
 
 SWIFT      ?= swift
-CLANG      ?= $(shell command -v clang 2>/dev/null || echo /opt/swift/usr/bin/clang)
+# The Swift toolchain's clang targets BPF; any clang >= 14 does.
+CLANG      ?= $(firstword $(wildcard /opt/swift/usr/bin/clang) $(shell command -v clang 2>/dev/null))
 BPFTOOL    ?= $(shell command -v bpftool 2>/dev/null || echo /usr/sbin/bpftool)
 ARCH       := $(shell uname -m | sed 's/x86_64/x86/; s/aarch64/arm64/')
 BPF_OUT    := bpf/.output
 BPF_SRC    := $(wildcard bpf/probes/*.bpf.c bpf/probes/*.bpf.h bpf/include/*.h bpf/lib/*.h)
 RUN_PREFIX ?=
-DEB_PACKAGES := clang llvm libbpf-dev bpftool libseccomp-dev libcap-dev libssl-dev libzstd-dev \
+DEB_PACKAGES := libbpf-dev bpftool libseccomp-dev libcap-dev libssl-dev libzstd-dev \
                 libelf-dev zlib1g-dev libsqlite3-dev sqlite3 pkg-config procps iproute2 python3
 
 .PHONY: all deps bpf build release run test test-unit bench bench-ring bench-sensor clean user
@@ -33,7 +34,7 @@ $(BPF_OUT)/vmlinux.h:
 	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
 
 $(BPF_OUT)/mdatp.bpf.o: $(BPF_SRC) $(BPF_OUT)/vmlinux.h
-	$(CLANG) -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Wno-default-const-init-var-unsafe \
+	$(CLANG) -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Wno-unknown-warning-option -Wno-default-const-init-var-unsafe \
 	  -I$(BPF_OUT) -Ibpf/include -c bpf/probes/mdatp.bpf.c -o $@
 
 $(BPF_OUT)/mdatp.skel.h: $(BPF_OUT)/mdatp.bpf.o

@@ -56,12 +56,15 @@ public struct RoomManifest: Sendable {
     public let receives: [MessageType]
     /// Names of the heartbeat counter slots, in order.
     public let heartbeatCounters: [String]
+    /// Scheduling niceness: consumers yield the CPU to the machine's own work
+    /// (their ring absorbs bursts, and a backlog shows as drops, not as latency).
+    public let niceness: Int32
 
     public init(name: String, executable: String, title: String, startsAs: RoomUser, runsAs: RoomUser,
                 capabilities: [Capability], setupCapabilities: [Capability], syscalls: [String],
                 readOnlyPaths: @escaping @Sendable (SuitePaths) -> [String], readWritePaths: @escaping @Sendable (SuitePaths) -> [String],
                 descriptors: [FixedDescriptor], peers: [String], sends: [MessageType], receives: [MessageType],
-                heartbeatCounters: [String]) {
+                heartbeatCounters: [String], niceness: Int32 = 0) {
         self.name = name
         self.executable = executable
         self.title = title
@@ -77,6 +80,7 @@ public struct RoomManifest: Sendable {
         self.sends = sends
         self.receives = receives
         self.heartbeatCounters = heartbeatCounters
+        self.niceness = niceness
     }
 
     /// The capability mask /proc/PID/status must show as CapEff once serving.

@@ -18,6 +18,7 @@ public protocol PrivilegeOps {
     func setNoNewPrivs() throws(Errno)
     func landlock(readOnly: [String], readWrite: [String]) throws(Errno) -> Int
     func seccomp(_ syscalls: [String], logOnly: Bool) throws(Errno)
+    func setNiceness(_ n: Int32) throws(Errno)
 }
 
 public struct LinuxPrivilegeOps: PrivilegeOps {
@@ -36,6 +37,7 @@ public struct LinuxPrivilegeOps: PrivilegeOps {
         try Sys.landlockRestrict(readOnly: readOnly, readWrite: readWrite)
     }
     public func seccomp(_ syscalls: [String], logOnly: Bool) throws(Errno) { try Sys.seccompAllow(syscalls, logOnly: logOnly) }
+    public func setNiceness(_ n: Int32) throws(Errno) { try Sys.setNiceness(n) }
 }
 
 public struct SandboxReport: Sendable, Equatable {
@@ -48,6 +50,7 @@ public enum RoomSandbox {
     /// root, for rooms whose manifest runs as root).
     public static func enter(_ m: RoomManifest, account: Account?, paths: SuitePaths, seccompLogOnly: Bool,
                              ops: PrivilegeOps = LinuxPrivilegeOps()) throws(Errno) -> SandboxReport {
+        if m.niceness != 0 { try ops.setNiceness(m.niceness) }
         if m.runsAs == .mdatp {
             guard let account else { throw Errno(22, "room \(m.name) runs as mdatp but the account is unknown") }
             try ops.clearSupplementaryGroups()

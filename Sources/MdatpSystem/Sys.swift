@@ -304,6 +304,11 @@ public enum Sys {
         _ = name.withCString { mdatp_prctl(LinuxConst.PR_SET_NAME, UInt(bitPattern: $0), 0, 0, 0) }
     }
 
+    /// setpriority(PRIO_PROCESS, self, n).
+    public static func setNiceness(_ n: Int32) throws(Errno) {
+        _ = try check(setpriority(__priority_which_t(0), 0, n), "setpriority")
+    }
+
     /// Drops every capability, bounding and ambient sets included.
     public static func dropAllCapabilities() throws(Errno) {
         _ = try checkNeg(Int(mdatp_drop_all_capabilities()), "capset(drop all)")

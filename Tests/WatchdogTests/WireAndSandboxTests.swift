@@ -69,6 +69,7 @@ class RecordingOps: PrivilegeOps {
     func setNoNewPrivs() throws(Errno) { calls.append("no_new_privs") }
     func landlock(readOnly: [String], readWrite: [String]) throws(Errno) -> Int { calls.append("landlock ro=\(readOnly) rw=\(readWrite)"); return 4 }
     func seccomp(_ syscalls: [String], logOnly: Bool) throws(Errno) { calls.append("seccomp \(syscalls.count) log=\(logOnly)") }
+    func setNiceness(_ n: Int32) throws(Errno) { calls.append("nice \(n)") }
 }
 
 final class SandboxOrderTests: XCTestCase {
@@ -78,7 +79,7 @@ final class SandboxOrderTests: XCTestCase {
         let ops = RecordingOps()
         _ = try RoomSandbox.enter(Rooms.edr, account: Account(name: "mdatp", uid: 999, gid: 995), paths: paths, seccompLogOnly: false, ops: ops)
         XCTAssertEqual(ops.calls, [
-            "setgroups", "setresgid 995", "bounding []", "setresuid 999", "capset []", "no_new_privs",
+            "nice 10", "setgroups", "setresgid 995", "bounding []", "setresuid 999", "capset []", "no_new_privs",
             "landlock ro=[\"/dev/urandom\"] rw=[\"/p/var/opt/mdatp/edr\"]",
             "seccomp \(Rooms.edr.syscalls.count) log=false",
         ])
@@ -99,7 +100,7 @@ final class SandboxOrderTests: XCTestCase {
         }
         let ops = FailingUid()
         XCTAssertThrowsError(try RoomSandbox.enter(Rooms.edr, account: Account(name: "mdatp", uid: 999, gid: 995), paths: paths, seccompLogOnly: false, ops: ops))
-        XCTAssertEqual(ops.calls, ["setgroups", "setresgid 995", "bounding []"], "nothing after the failed step")
+        XCTAssertEqual(ops.calls, ["nice 10", "setgroups", "setresgid 995", "bounding []"], "nothing after the failed step")
     }
 
     func testManifestsAreConsistent() {

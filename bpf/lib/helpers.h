@@ -118,6 +118,7 @@ static __always_inline void read_inode_mtime(struct inode *ino, __s64 *sec, __u3
 struct walk_ctx {
 	struct dentry *dentry;
 	struct mount *mnt;
+	struct dentry *mnt_root; /* of mnt: read once per mount, not per component */
 	__u32 pos;
 	__u32 done;
 };
@@ -129,14 +130,13 @@ static long walk_step(__u32 index, void *data)
 	if (!s)
 		return 1;
 	struct dentry *d = c->dentry;
-	struct mount *m = c->mnt;
-	struct dentry *mnt_root = BPF_CORE_READ(m, mnt.mnt_root);
 	struct dentry *parent = BPF_CORE_READ(d, d_parent);
-	if (d == mnt_root || d == parent) {
-		if (d != mnt_root) { /* root of a detached tree */
+	if (d == c->mnt_root || d == parent) {
+		if (d != c->mnt_root) { /* root of a detached tree */
 			c->done = 1;
 			return 1;
 		}
+		struct mount *m = c->mnt;
 		struct mount *mp = BPF_CORE_READ(m, mnt_parent);
 		if (!mp || mp == m) { /* the global root */
 			c->done = 1;
@@ -144,16 +144,20 @@ static long walk_step(__u32 index, void *data)
 		}
 		c->dentry = BPF_CORE_READ(m, mnt_mountpoint);
 		c->mnt = mp;
+		c->mnt_root = BPF_CORE_READ(mp, mnt.mnt_root);
 		return 0;
 	}
-	__u32 len = BPF_CORE_READ(d, d_name.len);
-	const unsigned char *name = BPF_CORE_READ(d, d_name.name);
+	/* One read for the name's length and pointer. */
+	struct qstr q;
+	if (bpf_core_read(&q, sizeof(q), &d->d_name))
+		return 1;
+	__u32 len = q.len;
 	if (len > 255)
 		len = 255;
 	if (len + 1 > c->pos)
 		return 1; /* out of room: truncated */
 	__u32 pos = c->pos - len;
-	bpf_probe_read_kernel(&s->path[pos & PATH_MASK], len & 255, name);
+	bpf_probe_read_kernel(&s->path[pos & PATH_MASK], len & 255, q.name);
 	pos -= 1;
 	s->path[pos & PATH_MASK] = '/';
 	c->pos = pos;
@@ -166,7 +170,9 @@ static __always_inline __u32 read_path(struct path_scratch *s, const struct path
 {
 	struct walk_ctx c = {};
 	c.dentry = BPF_CORE_READ(p, dentry);
-	c.mnt = real_mount(BPF_CORE_READ(p, mnt));
+	struct vfsmount *vfsmnt = BPF_CORE_READ(p, mnt);
+	c.mnt = real_mount(vfsmnt);
+	c.mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 	c.pos = PATH_END;
 	s->path[PATH_END] = 0;
 	if (!c.dentry || !c.mnt) {

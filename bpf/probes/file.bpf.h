@@ -26,6 +26,17 @@ static __always_inline void emit_open_file(struct scratch *s, __u16 type, struct
 	emit(s, align8(off + n));
 }
 
+/* A regular file open for writing, by a process that is neither the suite nor excluded. */
+static __always_inline bool reportable_write(struct file *f, __u32 fmode)
+{
+	if (!(fmode & FMODE_WRITE))
+		return false;
+	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
+	if ((mode & S_IFMT) != S_IFREG)
+		return false;
+	return !filtered_actor();
+}
+
 /* The loader's calibration opens (see maps.h): record f_mode, nothing else. */
 static __always_inline bool calibration_open(struct file *f)
 {
@@ -52,12 +63,7 @@ static __always_inline int on_open_exit(struct trace_event_raw_sys_exit *ctx)
 	if (calibration_open(f))
 		return 0;
 	__u32 fmode = BPF_CORE_READ(f, f_mode);
-	if (!(fmode & FMODE_WRITE))
-		return 0;
-	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
-	if ((mode & S_IFMT) != S_IFREG)
-		return 0;
-	if (filtered_actor())
+	if (!reportable_write(f, fmode))
 		return 0;
 	struct scratch *s = get_scratch();
 	if (!s)
@@ -85,13 +91,7 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 	struct file *f = read_fd_file(current_task(), ctx->args[0]);
 	if (!f)
 		return 0;
-	__u32 fmode = BPF_CORE_READ(f, f_mode);
-	if (!(fmode & FMODE_WRITE))
-		return 0;
-	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
-	if ((mode & S_IFMT) != S_IFREG)
-		return 0;
-	if (filtered_actor())
+	if (!reportable_write(f, BPF_CORE_READ(f, f_mode)))
 		return 0;
 	struct scratch *s = get_scratch();
 	if (!s)

@@ -21,6 +21,27 @@ static __always_inline struct mdatp_sensitive_event *begin_sensitive(struct scra
 	return e;
 }
 
+/* Takes this thread's syscall arguments and, if the call succeeded (0, or a
+ * descriptor when fd_result), starts a record of `type`; NULL otherwise. */
+static __always_inline struct mdatp_sensitive_event *begin_on_success(struct trace_event_raw_sys_exit *ctx,
+								      struct syscall_args *a, __u16 type, bool fd_result)
+{
+	if (!take_args(a))
+		return NULL;
+	if (fd_result ? ctx->ret < 0 : ctx->ret != 0)
+		return NULL;
+	struct scratch *s = get_scratch();
+	if (!s)
+		return NULL;
+	return begin_sensitive(s, type, ctx->ret);
+}
+
+/* The record is the start of the per-CPU scratch. */
+static __always_inline void emit_sensitive(struct mdatp_sensitive_event *e, __u32 size)
+{
+	emit((struct scratch *)e, size);
+}
+
 ENTER_STASH(ptrace, 4)
 SEC("tracepoint/syscalls/sys_exit_ptrace")
 int exit_ptrace(struct trace_event_raw_sys_exit *ctx)
@@ -46,12 +67,10 @@ SEC("tracepoint/syscalls/sys_exit_finit_module")
 int exit_finit_module(struct trace_event_raw_sys_exit *ctx)
 {
 	struct syscall_args a;
-	if (!take_args(&a) || ctx->ret != 0)
+	struct mdatp_sensitive_event *e = begin_on_success(ctx, &a, MDATP_EV_MODULE_LOAD, false);
+	if (!e)
 		return 0;
-	struct scratch *s = get_scratch();
-	if (!s)
-		return 0;
-	struct mdatp_sensitive_event *e = begin_sensitive(s, MDATP_EV_MODULE_LOAD, ctx->ret);
+	struct scratch *s = (struct scratch *)e;
 	e->arg[0] = 1;
 	__u32 off = sizeof(*e);
 	struct file *f = read_fd_file(current_task(), (int)a.args[0]);
@@ -70,12 +89,10 @@ SEC("tracepoint/syscalls/sys_exit_init_module")
 int exit_init_module(struct trace_event_raw_sys_exit *ctx)
 {
 	struct syscall_args a;
-	if (!take_args(&a) || ctx->ret != 0)
+	struct mdatp_sensitive_event *e = begin_on_success(ctx, &a, MDATP_EV_MODULE_LOAD, false);
+	if (!e)
 		return 0;
-	struct scratch *s = get_scratch();
-	if (!s)
-		return 0;
-	struct mdatp_sensitive_event *e = begin_sensitive(s, MDATP_EV_MODULE_LOAD, ctx->ret);
+	struct scratch *s = (struct scratch *)e;
 	e->arg[0] = 0;
 	e->arg[1] = a.args[1];
 	emit(s, sizeof(*e));
@@ -118,12 +135,10 @@ int exit_bpf(struct trace_event_raw_sys_exit *ctx)
 static __always_inline int on_cred_exit(struct trace_event_raw_sys_exit *ctx, __u32 op)
 {
 	struct syscall_args a;
-	if (!take_args(&a) || ctx->ret != 0)
+	struct mdatp_sensitive_event *e = begin_on_success(ctx, &a, MDATP_EV_CRED_CHANGE, false);
+	if (!e)
 		return 0;
-	struct scratch *s = get_scratch();
-	if (!s)
-		return 0;
-	struct mdatp_sensitive_event *e = begin_sensitive(s, MDATP_EV_CRED_CHANGE, ctx->ret);
+	struct scratch *s = (struct scratch *)e;
 	e->arg[0] = op;
 	if (op == MDATP_CRED_CAPSET) {
 		/* struct __user_cap_data_struct[0]: effective, permitted, inheritable */
@@ -160,12 +175,10 @@ SEC("tracepoint/syscalls/sys_exit_memfd_create")
 int exit_memfd_create(struct trace_event_raw_sys_exit *ctx)
 {
 	struct syscall_args a;
-	if (!take_args(&a) || ctx->ret < 0)
+	struct mdatp_sensitive_event *e = begin_on_success(ctx, &a, MDATP_EV_MEMFD_CREATE, true);
+	if (!e)
 		return 0;
-	struct scratch *s = get_scratch();
-	if (!s)
-		return 0;
-	struct mdatp_sensitive_event *e = begin_sensitive(s, MDATP_EV_MEMFD_CREATE, ctx->ret);
+	struct scratch *s = (struct scratch *)e;
 	e->arg[0] = a.args[1];
 	e->arg[1] = ctx->ret;
 	bool trunc = false;
@@ -182,12 +195,10 @@ SEC("tracepoint/syscalls/sys_exit_mount")
 int exit_mount(struct trace_event_raw_sys_exit *ctx)
 {
 	struct syscall_args a;
-	if (!take_args(&a) || ctx->ret != 0)
+	struct mdatp_sensitive_event *e = begin_on_success(ctx, &a, MDATP_EV_MOUNT, false);
+	if (!e)
 		return 0;
-	struct scratch *s = get_scratch();
-	if (!s)
-		return 0;
-	struct mdatp_sensitive_event *e = begin_sensitive(s, MDATP_EV_MOUNT, ctx->ret);
+	struct scratch *s = (struct scratch *)e;
 	e->arg[0] = a.args[3];
 	bool trunc = false, rel = false;
 	__u32 off = sizeof(*e);

@@ -35,6 +35,7 @@ extension Rooms {
         "events_received", "events_stored", "events_lost", "decode_errors", "store_errors",
         "process_table_size", "process_table_evictions", "store_rows", "store_bytes", "queries_served",
         "queries_refused",
-    ]
+    ],
+    niceness: 10
 )
 }

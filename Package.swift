@@ -58,6 +58,7 @@ let package = Package(
         .testTarget(name: "MdatpEventsTests", dependencies: ["MdatpEvents", "CMdatpABI"]),
         .testTarget(name: "MdatpConfigTests", dependencies: ["MdatpConfig"]),
         .testTarget(name: "WatchdogTests", dependencies: ["Watchdog", "MdatpRoom", "MdatpWire"]),
+        .testTarget(name: "EDRTests", dependencies: ["EDR", "MdatpEvents", "MdatpJSON"]),
         .testTarget(name: "IntegrationTests", dependencies: ["MdatpSystem", "MdatpConfig", "MdatpRoom", "MdatpJSON"]),
     ],
     swiftLanguageModes: [.v5]

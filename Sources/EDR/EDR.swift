@@ -45,7 +45,8 @@ public struct Enricher {
         d.add("cgroup_id", h.cgroupId)
         switch ev.body {
         case .exec(let x):
-            let record = ProcessRecord(tgid: h.tgid, ppid: x.ppid, uid: h.uid, exe: x.exe, argv: x.argv, cwd: x.cwd, startNs: x.startTimeNs)
+            var record = ProcessRecord(tgid: h.tgid, ppid: x.ppid, uid: h.uid, exe: x.exe, argv: x.argv, cwd: x.cwd, startNs: x.startTimeNs)
+            record.execNs = h.ktimeNs
             table.exec(record)
             e.ppid = Int64(x.ppid)
             e.exe = x.exe
@@ -106,10 +107,17 @@ public struct Enricher {
         // The acting process, from the table.
         if let p = table.lookup(h.tgid) {
             if e.ppid == 0 { e.ppid = Int64(p.ppid) }
-            e.exe = p.exe
-            e.argv = p.argv
-            e.argvText = p.argvText
-            e.cwd = p.cwd
+            if h.ktimeNs < p.execNs, let old = p.previous {
+                e.exe = old.exe
+                e.argv = old.argv
+                e.argvText = old.argvText
+                e.cwd = old.cwd
+            } else {
+                e.exe = p.exe
+                e.argv = p.argv
+                e.argvText = p.argvText
+                e.cwd = p.cwd
+            }
         }
         if case .exit = ev.body { table.exit(h.tgid) }
         e.details = d.finish()

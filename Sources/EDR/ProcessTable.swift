@@ -14,6 +14,11 @@ public struct ProcessRecord: Equatable, Sendable {
     /// argv as JSON text, made once at exec and reused for every event of the process.
     public var argvText: String
     public var startNs: UInt64
+    /// Boot time of the exec that made this image, and the image before it:
+    /// the kernel's two rings are merged in poll order, so an event the old
+    /// image caused can arrive after the exec that replaced it.
+    public var execNs: UInt64 = 0
+    public var previous: PreviousImage?
     var lastSeen: UInt64 = 0
 
     public init(tgid: UInt32, ppid: UInt32, uid: UInt32, exe: String, argv: [String], cwd: String, argvText: String? = nil, startNs: UInt64) {
@@ -26,6 +31,13 @@ public struct ProcessRecord: Equatable, Sendable {
         self.argvText = argvText ?? JSON.stringArrayText(argv)
         self.startNs = startNs
     }
+}
+
+public struct PreviousImage: Equatable, Sendable {
+    public var exe: String
+    public var argv: [String]
+    public var argvText: String
+    public var cwd: String
 }
 
 public struct ProcessTable {
@@ -52,7 +64,11 @@ public struct ProcessTable {
     }
 
     public mutating func exec(_ r: ProcessRecord) {
-        insert(r)
+        var rec = r
+        if let old = entries[r.tgid] {
+            rec.previous = PreviousImage(exe: old.exe, argv: old.argv, argvText: old.argvText, cwd: old.cwd)
+        }
+        insert(rec)
     }
 
     /// A forked child starts as a copy of its parent (same image until it execs).

@@ -46,11 +46,14 @@ extension Watchdog {
     func serve(_ fd: Int32, forwarded: inout Bool) {
         Sys.setTimeouts(fd, seconds: 1)
         guard let peer = try? Sys.peerCredentials(fd) else { return }
-        // One request: at most 4 KiB, ended by a newline or the client's shutdown.
+        // One request: at most 4 KiB, ended by a newline or the client's shutdown,
+        // within half a second in all (a slow client cannot hold the supervisor).
         var request: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 4097)
+        let deadline = Sys.monotonicSeconds() + 0.5
         while request.count <= Message.maxQueryBytes {
-            guard let ready = try? Sys.pollReadable([fd], timeoutMs: 200), ready[0] else { break }
+            let left = Int32((deadline - Sys.monotonicSeconds()) * 1000)
+            guard left > 0, let ready = try? Sys.pollReadable([fd], timeoutMs: left), ready[0] else { break }
             let n = (try? buf.withUnsafeMutableBytes { b throws(Errno) in try Sys.read(fd, b) }) ?? 0
             if n <= 0 { break }
             request += buf[0..<n]

@@ -209,6 +209,55 @@ final class SuiteTests: XCTestCase {
         XCTAssertGreaterThan(st?["kernel"]?["filtered_suite"]?.int ?? 0, 0)
     }
 
+    func testGlobalExclusionsAreAppliedInTheKernel() throws {
+        let s = try suite()
+        let dir = try makeTempDir("mdatp-excl")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let quiet = dir + "/quiet"
+        try FileManager.default.createDirectory(atPath: quiet, withIntermediateDirectories: true)
+        // A process excluded by its executable: a copy of touch.
+        let tool = dir + "/excluded-touch"
+        try FileManager.default.copyItem(atPath: realPath("/usr/bin/touch"), toPath: tool)
+        let config = """
+        {"sensor": {"statusIntervalSeconds": 2, "heartbeatSeconds": 0.5, "allowSandboxSelftest": true,
+                    "restart": {"floorSeconds": 1, "maxDeaths": 10, "windowSeconds": 60}},
+         "exclusionSettings": {"exclusions": [
+            {"$type": "excludedPath", "isDirectory": true, "path": "\(quiet)", "scopes": ["global"]},
+            {"$type": "excludedFileName", "name": "\(tool)", "scopes": ["global"]}]}}
+        """
+        // New exclusions are applied by a new collector.
+        func reload(_ text: String, _ what: String) throws {
+            let oldCollector = s.room("collector", in: s.status())?["pid"]?.int ?? 0
+            try s.writeConfig(text)
+            kill(s.watchdogPid, SIGHUP)
+            try s.waitUntil(what, timeout: 90) { st in
+                let c = s.room("collector", in: st)
+                return c?["state"]?.string == "running" && (c?["pid"]?.int ?? 0) != oldCollector && st["watchdog"]?["config_error"] == .null
+            }
+        }
+        try reload(config, "collector restarted with the exclusions")
+        defer { try? reload(SuiteTests.config, "collector restarted without the exclusions") }
+        let me = getpid()
+        let hidden = quiet + "/hidden.txt"
+        let shown = dir + "/shown.txt"
+        close(open(hidden, O_CREAT | O_WRONLY, 0o600))
+        close(open(shown, O_CREAT | O_WRONLY, 0o600))
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: tool)
+        p.arguments = [dir + "/by-excluded-process.txt"]
+        try p.run()
+        p.waitUntilExit()
+        _ = try s.waitForEvent(pid: me, type: "file_create") { $0["path"]?.string == shown }
+        // The excluded process still shows as a process; its file activity does not.
+        _ = try s.waitForEvent(pid: p.processIdentifier, type: "exec")
+        _ = try s.waitForEvent(pid: p.processIdentifier, type: "exit")
+        // Only what the child did before its exec (as the test binary) may show; nothing by the excluded executable.
+        let byTool = try s.events(pid: p.processIdentifier, types: ["file"]).filter { $0["comm"]?.string == "excluded-touch" }
+        XCTAssertEqual(byTool.map { $0.serialized() }, [])
+        XCTAssertFalse(try s.events(pid: me, types: ["file"]).contains { ($0["path"]?.string ?? "").hasPrefix(quiet + "/") })
+        XCTAssertGreaterThan(s.status()?["kernel"]?["filtered_excluded"]?.int ?? 0, 0)
+    }
+
     // Acceptance 3: what each room holds, from /proc.
     func testEveryRoomHoldsExactlyItsManifest() throws {
         let s = try suite()

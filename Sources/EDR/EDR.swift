@@ -195,9 +195,16 @@ public enum EDRRoom {
             }
             let timeout = pendingSince.map { Int32(max(1, (flushInterval - (Sys.monotonicSeconds() - $0)) * 1000)) } ?? 200
             // Under a flood the ring is never empty: the control channel is still checked.
-            let controlReady = ring.isEmpty
-                ? ring.wait(timeoutMs: timeout, extraFds: [control.fd]).first == true
-                : (try? Sys.pollReadable([control.fd], timeoutMs: 0))?.first == true
+            // With rows pending, sleep to the commit deadline without asking the
+            // producer for wakeups (what arrives meanwhile joins the batch).
+            let controlReady: Bool
+            if !ring.isEmpty {
+                controlReady = (try? Sys.pollReadable([control.fd], timeoutMs: 0))?.first == true
+            } else if pendingSince != nil {
+                controlReady = (try? Sys.pollReadable([control.fd], timeoutMs: timeout))?.first == true
+            } else {
+                controlReady = ring.wait(timeoutMs: timeout, extraFds: [control.fd]).first == true
+            }
             guard controlReady else { continue }
             switch try? control.receive() {
             case .message(.shutdown, _)?:

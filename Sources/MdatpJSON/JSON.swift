@@ -307,7 +307,7 @@ public struct JSONObjectWriter {
 
     public mutating func add<I: BinaryInteger>(_ k: String, _ v: I) {
         key(k)
-        text.append(String(v))
+        JSON.appendInteger(v, to: &text)
     }
 
     public mutating func add(_ k: String, _ v: Bool) {
@@ -318,7 +318,10 @@ public struct JSONObjectWriter {
     public mutating func add<I: BinaryInteger>(_ k: String, _ list: [I]) {
         key(k)
         text.append("[")
-        text.append(list.map { String($0) }.joined(separator: ","))
+        for (i, v) in list.enumerated() {
+            if i > 0 { text.append(",") }
+            JSON.appendInteger(v, to: &text)
+        }
         text.append("]")
     }
 
@@ -329,6 +332,29 @@ public struct JSONObjectWriter {
 }
 
 extension JSON {
+    /// Decimal digits of an integer appended without the generic `description`
+    /// machinery (hot path: several per stored event).
+    public static func appendInteger<I: BinaryInteger>(_ v: I, to out: inout String) {
+        if let small = Int64(exactly: v) {
+            var n = small.magnitude
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 21) { buf in
+                var i = 21
+                repeat {
+                    i -= 1
+                    buf[i] = UInt8(48 + n % 10)
+                    n /= 10
+                } while n > 0
+                if small < 0 {
+                    i -= 1
+                    buf[i] = 45
+                }
+                out.append(String(decoding: UnsafeBufferPointer(rebasing: buf[i..<21]), as: UTF8.self))
+            }
+        } else {
+            out.append(String(v))
+        }
+    }
+
     /// `["a","b"]` for a list of strings, without building a tree.
     public static func stringArrayText(_ list: [String]) -> String {
         var out = "["

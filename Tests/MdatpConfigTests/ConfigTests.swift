@@ -104,6 +104,26 @@ final class JSONTests: XCTestCase {
         }
     }
 
+    func testObjectWriterMatchesTheTree() throws {
+        var w = JSONObjectWriter()
+        w.add("a", 0)
+        w.add("b", -1234567890123)
+        w.add("c", UInt64.max)
+        w.add("d", "x\"y")
+        w.add("e", true)
+        w.add("f", [1, -2, 3])
+        let v = try JSON.parse(w.finish())
+        XCTAssertEqual(v["a"]?.int, 0)
+        XCTAssertEqual(v["b"]?.int, -1234567890123)
+        XCTAssertEqual(v["c"]?.number, Double(UInt64.max))
+        XCTAssertEqual(v["d"]?.string, "x\"y")
+        XCTAssertEqual(v["e"]?.bool, true)
+        XCTAssertEqual(v["f"]?.array?.compactMap(\.int), [1, -2, 3])
+        var s = ""
+        JSON.appendInteger(Int64.min, to: &s)
+        XCTAssertEqual(s, "-9223372036854775808")
+    }
+
     func testControlCharactersAreEscapedOnOutput() {
         XCTAssertEqual(JSON.string("a\u{1b}b\n").serialized(), #""a\u001bb\n""#)
     }

@@ -15,9 +15,9 @@ BPF_OUT    := bpf/.output
 BPF_SRC    := $(wildcard bpf/probes/*.bpf.c bpf/probes/*.bpf.h bpf/include/*.h bpf/lib/*.h)
 RUN_PREFIX ?=
 DEB_PACKAGES := libbpf-dev bpftool libseccomp-dev libcap-dev libssl-dev libzstd-dev \
-                libelf-dev zlib1g-dev libsqlite3-dev sqlite3 pkg-config procps iproute2 python3
+                libelf-dev zlib1g-dev libsqlite3-dev sqlite3 pkg-config procps iproute2 python3 clamav-testfiles
 
-.PHONY: all deps bpf build release run test test-unit bench bench-ring bench-sensor clean user
+.PHONY: all deps bpf build release definitions run test bench bench-ring bench-sensor clean user
 
 all: build
 
@@ -44,9 +44,18 @@ bpf: $(BPF_OUT)/mdatp.skel.h
 
 build: bpf
 	$(SWIFT) build --build-tests
+	$(MAKE) --no-print-directory definitions DEFS_OUT=.build/debug/definitions
 
 release: bpf
 	$(SWIFT) build -c release
+	$(MAKE) --no-print-directory definitions DEFS_OUT=.build/release/definitions
+
+# The default definitions set, next to the binaries (the scanner loads it at start).
+DEFS_OUT ?= .build/release/definitions
+definitions:
+	@mkdir -p $(DEFS_OUT)
+	@cp definitions/*.hdb definitions/*.hsb $(DEFS_OUT)/
+	@echo "definitions: $$(grep -hvc '^#' definitions/*.hdb definitions/*.hsb | paste -sd+ | bc) signatures in $(DEFS_OUT)"
 
 # The mdatp system user: nologin, no home, ids chosen by the system.
 user:

@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "mdatp-watchdog", targets: ["mdatp-watchdog"]),
         .executable(name: "mdatp-collector", targets: ["mdatp-collector"]),
         .executable(name: "mdatp-edr", targets: ["mdatp-edr"]),
+        .executable(name: "mdatp-scanner", targets: ["mdatp-scanner"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -37,10 +38,14 @@ let package = Package(
         .target(name: "MdatpJSON"),
         .target(name: "MdatpConfig", dependencies: ["MdatpJSON"]),
         .target(name: "MdatpRoom", dependencies: ["MdatpSystem", "MdatpWire", "MdatpConfig"]),
+        .target(name: "MdatpSQLite", dependencies: ["CSQLite"]),
+        .target(name: "CCrypto", path: "Sources/CCrypto", linkerSettings: [.linkedLibrary("crypto")]),
+        .target(name: "ScanEngine", dependencies: ["CCrypto"]),
 
         // Rooms: one module each, opening with Room.swift.
         .target(name: "Collector", dependencies: ["MdatpRoom", "MdatpRing", "CCollectorBPF", "CMdatpABI"]),
-        .target(name: "EDR", dependencies: ["MdatpRoom", "MdatpRing", "MdatpEvents", "MdatpJSON", "CSQLite"]),
+        .target(name: "EDR", dependencies: ["MdatpRoom", "MdatpRing", "MdatpEvents", "MdatpJSON", "MdatpSQLite", "CSQLite"]),
+        .target(name: "Scanner", dependencies: ["MdatpRoom", "MdatpRing", "MdatpEvents", "MdatpJSON", "MdatpSQLite", "ScanEngine", "CSQLite"]),
         .target(name: "Watchdog", dependencies: ["MdatpRoom", "MdatpRing", "MdatpJSON"]),
         .target(
             name: "MdatpCLI",
@@ -51,6 +56,7 @@ let package = Package(
         .executableTarget(name: "mdatp-watchdog", dependencies: ["Watchdog"]),
         .executableTarget(name: "mdatp-collector", dependencies: ["Collector"]),
         .executableTarget(name: "mdatp-edr", dependencies: ["EDR"]),
+        .executableTarget(name: "mdatp-scanner", dependencies: ["Scanner"]),
         // Benchmarks (make bench); not installed.
         .executableTarget(name: "mdatp-bench", dependencies: ["MdatpRing", "MdatpSystem"]),
 
@@ -59,6 +65,7 @@ let package = Package(
         .testTarget(name: "MdatpConfigTests", dependencies: ["MdatpConfig"]),
         .testTarget(name: "WatchdogTests", dependencies: ["Watchdog", "MdatpRoom", "MdatpWire"]),
         .testTarget(name: "EDRTests", dependencies: ["EDR", "MdatpEvents", "MdatpJSON"]),
+        .testTarget(name: "ScanEngineTests", dependencies: ["ScanEngine"]),
         .testTarget(name: "IntegrationTests", dependencies: ["MdatpSystem", "MdatpConfig", "MdatpRoom", "MdatpJSON"]),
     ],
     swiftLanguageModes: [.v5]

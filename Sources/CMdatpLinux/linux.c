@@ -14,6 +14,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/syscall.h>
 #include <linux/capability.h>
 #include <linux/landlock.h>
@@ -293,3 +294,11 @@ int mdatp_setresgid(uint32_t gid) { return setresgid(gid, gid, gid) < 0 ? -errno
 int mdatp_getresuid(uint32_t *r, uint32_t *e, uint32_t *s) { return getresuid(r, e, s) < 0 ? -errno : 0; }
 int mdatp_getresgid(uint32_t *r, uint32_t *e, uint32_t *s) { return getresgid(r, e, s) < 0 ? -errno : 0; }
 int mdatp_accept4(int fd, int flags) { int c = accept4(fd, NULL, NULL, flags); return c < 0 ? -errno : c; }
+
+long mdatp_fstatfs_type(int fd)
+{
+	struct statfs fs;
+	if (fstatfs(fd, &fs) < 0)
+		return -errno;
+	return (long)fs.f_type;
+}

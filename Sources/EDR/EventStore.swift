@@ -3,6 +3,7 @@
 // parameters only (no SQL text from outside ever reaches it).
 import CSQLite
 import MdatpJSON
+import MdatpSQLite
 
 public struct StoreError: Error, CustomStringConvertible {
     public let message: String
@@ -45,7 +46,6 @@ public struct StoredEvent: Equatable, Sendable {
 }
 
 public final class EventStore {
-    let db: OpaquePointer
     let insert: OpaquePointer
     public let path: String
     public private(set) var rows: Int64 = 0
@@ -63,56 +63,36 @@ public final class EventStore {
 
     static let columns = "id, time_ns, kernel_seq, type, pid, tgid, ppid, uid, euid, comm, exe, argv, cwd, path, path2, mode, owner_uid, owner_gid, protocol, local_address, local_port, remote_address, remote_port, flags, details"
 
+    let sql: SQLiteDB
+    var db: OpaquePointer { sql.handle }
+
     public init(path: String) throws(StoreError) {
         self.path = path
-        var handle: OpaquePointer?
-        let rc = sqlite3_open_v2(path, &handle, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_FULLMUTEX, nil)
-        guard rc == SQLITE_OK, let handle else {
-            let msg = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "code \(rc)"
-            sqlite3_close(handle)
-            throw StoreError(message: "open \(path): \(msg)")
+        do throws(SQLiteError) {
+            sql = try SQLiteDB(path: path, schema: EventStore.schema)
+            insert = try sql.prepare("INSERT INTO events (time_ns, kernel_seq, type, pid, tgid, ppid, uid, euid, comm, exe, argv, cwd, path, path2, mode, owner_uid, owner_gid, protocol, local_address, local_port, remote_address, remote_port, flags, details) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", persistent: true)
+        } catch {
+            throw StoreError(message: error.message)
         }
-        db = handle
-        for pragma in ["PRAGMA auto_vacuum=INCREMENTAL", "PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA temp_store=MEMORY",
-                       "PRAGMA busy_timeout=2000", "PRAGMA foreign_keys=OFF", "PRAGMA trusted_schema=OFF"] {
-            try EventStore.exec(handle, pragma)
-        }
-        try EventStore.exec(handle, EventStore.schema)
-        var stmt: OpaquePointer?
-        let sql = "INSERT INTO events (time_ns, kernel_seq, type, pid, tgid, ppid, uid, euid, comm, exe, argv, cwd, path, path2, mode, owner_uid, owner_gid, protocol, local_address, local_port, remote_address, remote_port, flags, details) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-        guard sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &stmt, nil) == SQLITE_OK, let stmt else {
-            throw StoreError(message: String(cString: sqlite3_errmsg(handle)))
-        }
-        insert = stmt
         rows = (try? scalar("SELECT count(*) FROM events")) ?? 0
     }
 
     deinit {
         sqlite3_finalize(insert)
-        sqlite3_close(db)
     }
 
-    static func exec(_ db: OpaquePointer, _ sql: String) throws(StoreError) {
-        var err: UnsafeMutablePointer<CChar>?
-        if sqlite3_exec(db, sql, nil, nil, &err) != SQLITE_OK {
-            let msg = err.map { String(cString: $0) } ?? "?"
-            sqlite3_free(err)
-            throw StoreError(message: "\(msg) in \(sql.prefix(60))")
-        }
+    static func exec(_ sql: SQLiteDB, _ text: String) throws(StoreError) {
+        do throws(SQLiteError) { try sql.exec(text) } catch { throw StoreError(message: error.message) }
     }
 
-    func scalar(_ sql: String) throws(StoreError) -> Int64 {
-        var stmt: OpaquePointer?
-        guard sqlite3_prepare_v2(db, sql, -1, &stmt, nil) == SQLITE_OK else { throw StoreError(message: String(cString: sqlite3_errmsg(db))) }
-        defer { sqlite3_finalize(stmt) }
-        guard sqlite3_step(stmt) == SQLITE_ROW else { return 0 }
-        return sqlite3_column_int64(stmt, 0)
+    func scalar(_ text: String) throws(StoreError) -> Int64 {
+        do throws(SQLiteError) { return try sql.scalar(text) } catch { throw StoreError(message: error.message) }
     }
 
     /// Writes a batch in one transaction.
     public func append(_ batch: [StoredEvent]) throws(StoreError) {
         guard !batch.isEmpty else { return }
-        try EventStore.exec(db, "BEGIN")
+        try EventStore.exec(sql, "BEGIN")
         for e in batch {
             sqlite3_reset(insert)
             sqlite3_bind_int64(insert, 1, e.timeNs)
@@ -141,11 +121,11 @@ public final class EventStore {
             bindText(24, e.details)
             if sqlite3_step(insert) != SQLITE_DONE {
                 let msg = String(cString: sqlite3_errmsg(db))
-                try? EventStore.exec(db, "ROLLBACK")
+                try? EventStore.exec(sql, "ROLLBACK")
                 throw StoreError(message: "insert: \(msg)")
             }
         }
-        try EventStore.exec(db, "COMMIT")
+        try EventStore.exec(sql, "COMMIT")
         rows += Int64(batch.count)
     }
 
@@ -159,16 +139,16 @@ public final class EventStore {
     @discardableResult
     public func enforceRetention(nowNs: Int64, maxAgeNs: Int64, maxBytes: Int64) throws(StoreError) -> Int64 {
         var removed: Int64 = 0
-        try EventStore.exec(db, "DELETE FROM events WHERE time_ns < \(nowNs - maxAgeNs)")
+        try EventStore.exec(sql, "DELETE FROM events WHERE time_ns < \(nowNs - maxAgeNs)")
         removed += Int64(sqlite3_changes(db))
         var rounds = 0
         while try sizeBytes() > maxBytes && rounds < 10 {
             let count = try scalar("SELECT count(*) FROM events")
             if count == 0 { break }
-            try EventStore.exec(db, "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT \(max(1, count / 10)))")
+            try EventStore.exec(sql, "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT \(max(1, count / 10)))")
             removed += Int64(sqlite3_changes(db))
-            try EventStore.exec(db, "PRAGMA wal_checkpoint(TRUNCATE)")
-            try EventStore.exec(db, "PRAGMA incremental_vacuum")
+            try EventStore.exec(sql, "PRAGMA wal_checkpoint(TRUNCATE)")
+            try EventStore.exec(sql, "PRAGMA incremental_vacuum")
             rounds += 1
         }
         rows = try scalar("SELECT count(*) FROM events")

@@ -42,6 +42,7 @@ enum HealthReport {
         let collector = rooms.first { $0["name"]?.string == "collector" }
         let sensorUp = running && collector?["state"]?.string == "running" && status?["sensor"]?["hook_family"]?.string != nil
         if running && !sensorUp && !issues.contains(where: { $0.contains("collector") }) { issues.append("the eBPF sensor is not loaded") }
+        let scannerUp = running && rooms.contains { $0["name"]?.string == "scanner" && $0["state"]?.string == "running" }
         let expiry = Double(expiryUnix)
         if nowUnix > expiry { issues.append("this build has expired: update mdatp") }
 
@@ -55,9 +56,9 @@ enum HealthReport {
             HealthField(name: "app_version", value: .string(mdatpVersion), managed: false),
             HealthField(name: "product_expiration", value: .string(formatTime(unixNs: Int64(expiryUnix) * 1_000_000_000)), managed: false),
             HealthField(name: "real_time_protection_enabled", value: .bool(c.enforcementLevel == "real_time"), managed: m("antivirusEngine.enforcementLevel")),
-            // The scanner room comes with the antivirus: until then real-time protection cannot run.
-            HealthField(name: "real_time_protection_available", value: .bool(false), managed: false),
-            HealthField(name: "real_time_protection_subsystem", value: .string("unavailable"), managed: false),
+            HealthField(name: "real_time_protection_available", value: .bool(scannerUp), managed: false),
+            // Real-time scanning is fed by the eBPF collector's close-after-write and exec events.
+            HealthField(name: "real_time_protection_subsystem", value: .string(scannerUp && sensorUp ? "ebpf" : "unavailable"), managed: false),
             HealthField(name: "passive_mode_enabled", value: .bool(c.enforcementLevel == "passive"), managed: m("antivirusEngine.enforcementLevel")),
             HealthField(name: "behavior_monitoring", value: .string(c.behaviorMonitoring), managed: m("antivirusEngine.behaviorMonitoring")),
             HealthField(name: "cloud_enabled", value: .bool(c.cloudEnabled), managed: m("cloudService.enabled")),

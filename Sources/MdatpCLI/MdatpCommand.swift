@@ -39,7 +39,7 @@ public struct MdatpCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "mdatp",
         abstract: "mdatp: Linux endpoint protection (antivirus, EDR) — command line.",
-        subcommands: [Version.self, Health.self, Diagnostic.self, Events.self])
+        subcommands: [Version.self, Health.self, Diagnostic.self, Events.self, Scan.self, Threat.self])
     public init() {}
 
     /// Runs the command and maps failures to the documented exit codes.
@@ -86,14 +86,15 @@ struct Version: ParsableCommand {
 
 enum SuiteClient {
     /// One request over the socket; the reply is one JSON document.
-    static func request(_ req: JSON) throws -> JSON {
+    /// `timeoutSeconds` 0 waits as long as the suite works (an on-demand scan).
+    static func request(_ req: JSON, timeoutSeconds: Int = 30) throws -> JSON {
         let p = paths()
         let fd: Int32
         do { fd = try Sys.connectUnix(p.socket) } catch {
             throw CLIFailure(message: "the suite is not running (no socket at \(p.socket)): start it with `make run`", code: CLIExit.notRunning)
         }
         defer { Sys.close(fd) }
-        Sys.setTimeouts(fd, seconds: 30)
+        Sys.setTimeouts(fd, seconds: timeoutSeconds)
         try Sys.writeAll(fd, Array((req.serialized() + "\n").utf8))
         Sys.shutdownWrite(fd)
         let bytes = try Sys.readAll(fd, limit: 256 << 20, what: "reply")

@@ -25,4 +25,6 @@ public struct SuitePaths: Equatable, Sendable {
     public var statusFile: String { stateDir + "/status.json" }
     public var edrDir: String { stateDir + "/edr" }
     public var edrStore: String { edrDir + "/events.db" }
+    public var scannerDir: String { stateDir + "/scanner" }
+    public var threatStore: String { scannerDir + "/threats.db" }
 }

@@ -59,12 +59,15 @@ public struct RoomManifest: Sendable {
     /// Scheduling niceness: consumers yield the CPU to the machine's own work
     /// (their ring absorbs bursts, and a backlog shows as drops, not as latency).
     public let niceness: Int32
+    /// Consumers: the event classes (bit per mdatp_event_class: process, file,
+    /// network, sensitive) the collector copies into this room's ring; 0 for none.
+    public let eventClasses: UInt32
 
     public init(name: String, executable: String, title: String, startsAs: RoomUser, runsAs: RoomUser,
                 capabilities: [Capability], setupCapabilities: [Capability], syscalls: [String],
                 readOnlyPaths: @escaping @Sendable (SuitePaths) -> [String], readWritePaths: @escaping @Sendable (SuitePaths) -> [String],
                 descriptors: [FixedDescriptor], peers: [String], sends: [MessageType], receives: [MessageType],
-                heartbeatCounters: [String], niceness: Int32 = 0) {
+                heartbeatCounters: [String], niceness: Int32 = 0, eventClasses: UInt32 = 0) {
         self.name = name
         self.executable = executable
         self.title = title
@@ -81,6 +84,7 @@ public struct RoomManifest: Sendable {
         self.receives = receives
         self.heartbeatCounters = heartbeatCounters
         self.niceness = niceness
+        self.eventClasses = eventClasses
     }
 
     /// The capability mask /proc/PID/status must show as CapEff once serving.
@@ -96,6 +100,8 @@ public enum RoomFD {
     public static let ringData: Int32 = 4
     public static let ringCursor: Int32 = 5
     public static let ringWake: Int32 = 6
+    /// Rooms that ask the watchdog to open files for them: the request channel.
+    public static let requests: Int32 = 7
     /// Collector: consumer ring i occupies 4+3i ... 6+3i.
     public static func producerRing(_ i: Int) -> (data: Int32, cursor: Int32, wake: Int32) {
         (Int32(4 + 3 * i), Int32(5 + 3 * i), Int32(6 + 3 * i))

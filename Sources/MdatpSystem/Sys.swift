@@ -46,6 +46,7 @@ public enum LinuxConst {
     public static let F_SEAL_SEAL: Int32 = 1
     public static let F_SEAL_SHRINK: Int32 = 2
     public static let F_SEAL_GROW: Int32 = 4
+    public static let O_NOATIME: Int32 = 0o1000000
 }
 
 public enum Sys {
@@ -144,6 +145,19 @@ public enum Sys {
         }
         close(fd)
         _ = try check(Glibc.rename(tmp, path), "rename \(tmp)")
+    }
+
+    /// open(2) of a path given as raw bytes (it may not be UTF-8); -1 and errno on failure.
+    public static func openBytes(_ path: [UInt8], _ flags: Int32) -> (fd: Int32, errno: Int32) {
+        let fd = (path + [0]).withUnsafeBufferPointer { p in
+            p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { Glibc.open($0, flags | O_CLOEXEC) }
+        }
+        return (fd, fd < 0 ? errno : 0)
+    }
+
+    /// fstatfs(2): the filesystem's magic number.
+    public static func filesystemType(_ fd: Int32) throws(Errno) -> Int {
+        try checkNeg(mdatp_fstatfs_type(fd), "fstatfs")
     }
 
     /// ftruncate(2).

@@ -9,7 +9,9 @@ public enum MessageType: UInt16, CaseIterable, Sendable {
     case collectorInfo = 3      // collector -> watchdog: hook choice, once after ready
     case shutdown = 10          // watchdog -> room: drain and exit 0
     case selftestForbidden = 11 // watchdog -> room: make a forbidden syscall (root asked)
-    case query = 12             // watchdog -> edr: a CLI request, with the client's socket
+    case query = 12             // watchdog -> edr, scanner: a CLI request, with the client's socket
+    case openForScan = 13       // scanner -> watchdog (request channel): open this path read-only for me
+    case openResult = 14        // watchdog -> scanner: 0 and the descriptor, or an errno
 
     /// Allowed payload length range.
     public var lengths: ClosedRange<Int> {
@@ -18,11 +20,21 @@ public enum MessageType: UInt16, CaseIterable, Sendable {
         case .heartbeat: return Heartbeat.byteCount...Heartbeat.byteCount
         case .collectorInfo: return CollectorInfo.byteCount...CollectorInfo.byteCount
         case .query: return 8...(8 + Message.maxQueryBytes)
+        case .openForScan: return 2...Message.maxPathBytes
+        case .openResult: return 4...4
         }
     }
 
-    /// Whether a descriptor must (true) or must not (false) come with it.
-    public var carriesDescriptor: Bool { self == .query }
+    public enum DescriptorRule { case forbidden, required, withSuccess }
+
+    /// Whether a descriptor must, must not, or (openResult) must exactly when status is 0, come with it.
+    public var descriptor: DescriptorRule {
+        switch self {
+        case .query: return .required
+        case .openResult: return .withSuccess
+        default: return .forbidden
+        }
+    }
 }
 
 public struct ProtocolViolation: Error, CustomStringConvertible, Equatable {
@@ -38,9 +50,14 @@ public enum Message: Equatable, Sendable {
     case selftestForbidden
     /// A CLI request forwarded with the client's socket; uid/gid from SO_PEERCRED.
     case query(uid: UInt32, gid: UInt32, request: [UInt8])
+    /// An absolute path, without NUL, at most maxPathBytes.
+    case openForScan(path: [UInt8])
+    /// 0 with the descriptor, else an errno.
+    case openResult(status: Int32)
 
     public static let headerBytes = 16
     public static let maxQueryBytes = 4096
+    public static let maxPathBytes = 4095
     public static let maxBytes = headerBytes + 8 + maxQueryBytes
 
     public var type: MessageType {
@@ -51,6 +68,8 @@ public enum Message: Equatable, Sendable {
         case .shutdown: return .shutdown
         case .selftestForbidden: return .selftestForbidden
         case .query: return .query
+        case .openForScan: return .openForScan
+        case .openResult: return .openResult
         }
     }
 
@@ -64,6 +83,10 @@ public enum Message: Equatable, Sendable {
             payload.appendLE(uid)
             payload.appendLE(gid)
             payload += request.prefix(Message.maxQueryBytes)
+        case .openForScan(let path):
+            payload = Array(path.prefix(Message.maxPathBytes))
+        case .openResult(let status):
+            payload.appendLE(UInt32(bitPattern: status))
         }
         var out: [UInt8] = []
         out.reserveCapacity(Message.headerBytes + payload.count)
@@ -83,8 +106,13 @@ public enum Message: Equatable, Sendable {
         guard let type = MessageType(rawValue: rawType) else { throw ProtocolViolation(reason: "unknown type \(rawType)") }
         guard length == bytes.count - headerBytes else { throw ProtocolViolation(reason: "length \(length) != \(bytes.count - headerBytes) received") }
         guard type.lengths.contains(length) else { throw ProtocolViolation(reason: "\(type) with \(length) bytes") }
-        guard type.carriesDescriptor == hasDescriptor else { throw ProtocolViolation(reason: "\(type) descriptor mismatch") }
         let payload = Array(bytes[headerBytes...])
+        switch type.descriptor {
+        case .forbidden: guard !hasDescriptor else { throw ProtocolViolation(reason: "\(type) with a descriptor") }
+        case .required: guard hasDescriptor else { throw ProtocolViolation(reason: "\(type) without its descriptor") }
+        case .withSuccess:
+            guard (payload.readLE(UInt32.self, at: 0) == 0) == hasDescriptor else { throw ProtocolViolation(reason: "\(type) descriptor does not match its status") }
+        }
         switch type {
         case .ready: return .ready
         case .shutdown: return .shutdown
@@ -93,6 +121,11 @@ public enum Message: Equatable, Sendable {
         case .collectorInfo: return .collectorInfo(CollectorInfo(decoding: payload))
         case .query:
             return .query(uid: payload.readLE(UInt32.self, at: 0), gid: payload.readLE(UInt32.self, at: 4), request: Array(payload[8...]))
+        case .openForScan:
+            guard payload.first == 0x2f, !payload.contains(0) else { throw ProtocolViolation(reason: "openForScan path must be absolute, without NUL") }
+            return .openForScan(path: payload)
+        case .openResult:
+            return .openResult(status: Int32(bitPattern: payload.readLE(UInt32.self, at: 0)))
         }
     }
 }

@@ -10,6 +10,8 @@ import MdatpWire
 enum ClientVerb: String {
     case status
     case events
+    case threats
+    case scan
     case reload
     case selftest
 
@@ -18,8 +20,8 @@ enum ClientVerb: String {
     var access: Access {
         switch self {
         case .status: return .anyone
-        case .events: return .readers
-        case .reload, .selftest: return .root
+        case .events, .threats: return .readers
+        case .reload, .selftest, .scan: return .root
         }
     }
 }
@@ -73,16 +75,19 @@ extension Watchdog {
         switch verb {
         case .status:
             reply(fd, statusJSON())
-        case .events:
-            guard let edr = rooms.first(where: { $0.manifest.name == "edr" }), case .running = edr.supervision.state,
-                  let ch = edr.channel else {
-                return refuse(fd, "the edr room is not running", code: "unavailable")
+        case .events, .threats, .scan:
+            // Event content is the EDR's, threats and scans the scanner's: the
+            // request goes there with the client's socket, and the room answers.
+            let roomName = verb == .events ? "edr" : "scanner"
+            guard let room = rooms.first(where: { $0.manifest.name == roomName }), case .running = room.supervision.state,
+                  let ch = room.channel else {
+                return refuse(fd, "the \(roomName) room is not running", code: "unavailable")
             }
             do throws(Errno) {
                 try ch.send(.query(uid: peer.uid, gid: peer.gid, request: request), descriptor: fd)
                 forwarded = false // our copy is closed by the caller; the room holds its own
             } catch {
-                refuse(fd, "cannot reach the edr room: \(error)", code: "unavailable")
+                refuse(fd, "cannot reach the \(roomName) room: \(error)", code: "unavailable")
             }
         case .reload:
             reload()

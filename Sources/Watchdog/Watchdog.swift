@@ -17,6 +17,8 @@ final class RoomSlot {
     let manifest: RoomManifest
     var supervision = Supervision()
     var channel: Channel?
+    /// Rooms that may ask for files (openForScan): their request channel.
+    var requests: Channel?
     var startedAt: Double = 0
     var lastHeartbeatAt: Double = 0
     var heartbeat: Heartbeat?
@@ -77,6 +79,11 @@ public final class Watchdog {
         try Sys.mkdirExisting(paths.edrDir, 0o750)
         try Sys.lchown(paths.edrDir, account.uid, account.gid)
         try Sys.chmod(paths.edrDir, 0o750)
+        for dir in [paths.scannerDir] {
+            try Sys.mkdirExisting(dir, 0o750)
+            try Sys.lchown(dir, account.uid, account.gid)
+            try Sys.chmod(dir, 0o750)
+        }
         for m in Rooms.all {
             let slot = RoomSlot(manifest: m)
             if Rooms.consumers.contains(where: { $0.name == m.name }) {
@@ -99,7 +106,7 @@ public final class Watchdog {
         switch slot.manifest.name {
         case "collector":
             argv += ["--process-ring-bytes", "\(s.processRingBytes)", "--activity-ring-bytes", "\(s.activityRingBytes)"]
-            for r in rooms where r.ring != nil { argv += ["--consumer", "\(r.manifest.name):15"] }
+            for r in rooms where r.ring != nil { argv += ["--consumer", "\(r.manifest.name):\(r.manifest.eventClasses)"] }
             for e in config.globalExclusions {
                 switch e {
                 case .path(let p, let isDir, _):
@@ -112,14 +119,19 @@ public final class Watchdog {
             }
         case "edr":
             argv += ["--store-max-bytes", "\(s.storeMaxBytes)", "--store-max-age-hours", "\(s.storeMaxAgeHours)"]
+        case "scanner":
+            argv += ["--definitions", binDir + "/definitions"]
+            // Defender's enforcement levels: only real_time scans what is written and executed.
+            if config.enforcementLevel == "real_time" { argv.append("--real-time") }
         default:
             break
         }
         return argv
     }
 
-    func descriptors(for slot: RoomSlot, controlEnd: Int32) -> [(Int32, Int32)] {
+    func descriptors(for slot: RoomSlot, controlEnd: Int32, requestsEnd: Int32?) -> [(Int32, Int32)] {
         var fds: [(Int32, Int32)] = [(controlEnd, RoomFD.control)]
+        if let r = requestsEnd { fds.append((r, RoomFD.requests)) }
         if slot.manifest.name == "collector" {
             var i = 0
             for r in rooms {
@@ -139,12 +151,20 @@ public final class Watchdog {
         let now = Sys.monotonicSeconds()
         do throws(Errno) {
             let (mine, theirs) = try Sys.seqpacketPair()
+            var requestPair: (Int32, Int32)?
+            if slot.manifest.sends.contains(.openForScan) { requestPair = try Sys.seqpacketPair() }
             let exe = binDir + "/" + slot.manifest.executable
             let pid = try Sys.spawn(exe, argv: arguments(for: slot), env: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C"],
-                                    fds: descriptors(for: slot, controlEnd: theirs))
+                                    fds: descriptors(for: slot, controlEnd: theirs, requestsEnd: requestPair?.1))
             Sys.close(theirs)
             slot.channel.map { Sys.close($0.fd) }
             slot.channel = Channel(fd: mine)
+            slot.requests.map { Sys.close($0.fd) }
+            slot.requests = nil
+            if let (ours, room) = requestPair {
+                Sys.close(room)
+                slot.requests = Channel(fd: ours)
+            }
             slot.startedAt = now
             slot.heartbeat = nil
             slot.lastHeartbeatAt = now
@@ -194,17 +214,22 @@ public final class Watchdog {
                 return 0
             }
 
-            let channelFds = rooms.map { $0.channel?.fd ?? -1 }
             var fds = [signals, listener]
-            fds += channelFds.filter { $0 >= 0 }
+            var handlers: [() -> Void] = []
+            for r in rooms {
+                if let c = r.channel {
+                    fds.append(c.fd)
+                    handlers.append { self.readChannel(r) }
+                }
+                if let q = r.requests {
+                    fds.append(q.fd)
+                    handlers.append { self.serveRequest(r) }
+                }
+            }
             guard let ready = try? Sys.pollReadable(fds, timeoutMs: 200) else { continue }
             if ready[0] { handleSignals() }
             if ready[1] { serveClients() }
-            var i = 2
-            for r in rooms where r.channel != nil {
-                if ready[i] { readChannel(r) }
-                i += 1
-            }
+            for (i, handle) in handlers.enumerated() where ready[i + 2] { handle() }
         }
     }
 
@@ -237,6 +262,8 @@ public final class Watchdog {
             }
             slot.channel.map { Sys.close($0.fd) }
             slot.channel = nil
+            slot.requests.map { Sys.close($0.fd) }
+            slot.requests = nil
             feed(slot, .died(st, now: Sys.monotonicSeconds()))
         }
     }
@@ -260,6 +287,7 @@ public final class Watchdog {
         case .success(let c):
             configError = nil
             let collectorChanged = c.globalExclusions != config.globalExclusions || c.sensor != config.sensor
+            let scannerChanged = c.enforcementLevel != config.enforcementLevel
             config = c
             supervisor = Supervisor(policy: c.sensor.restart)
             log("configuration reloaded")
@@ -268,6 +296,10 @@ public final class Watchdog {
             if collectorChanged, let pid = collector.supervision.state.pid {
                 // The kernel filters are filled at load: a new collector applies them.
                 log("sensor settings changed: restarting the collector")
+                try? Sys.kill(pid, SIGTERM)
+            }
+            if scannerChanged, let pid = rooms.first(where: { $0.manifest.name == "scanner" })?.supervision.state.pid {
+                log("enforcement level now \(c.enforcementLevel): restarting the scanner")
                 try? Sys.kill(pid, SIGTERM)
             }
         }

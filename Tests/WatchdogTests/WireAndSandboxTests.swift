@@ -11,6 +11,8 @@ final class WireTests: XCTestCase {
             (.heartbeat(Heartbeat([1, 2, 3])), false),
             (.collectorInfo(CollectorInfo(hookFamily: "tracepoint", programsAttached: 68, createdFlagCalibrated: true, skipped: "a,b")), false),
             (.query(uid: 1000, gid: 1000, request: Array("{\"verb\":\"events\"}".utf8)), true),
+            (.openForScan(path: Array("/tmp/x".utf8)), false),
+            (.openResult(status: 0), true), (.openResult(status: 13), false),
         ]
         XCTAssertEqual(Set(messages.map { $0.0.type }), Set(MessageType.allCases))
         for (m, fd) in messages {
@@ -32,6 +34,13 @@ final class WireTests: XCTestCase {
         hb.removeLast(8)
         hb[4] = UInt8(Heartbeat.byteCount - 8)
         XCTAssertThrowsError(try Message.decode(hb, hasDescriptor: false), "heartbeat of the wrong length")
+    }
+
+    func testOpenRequestsAreChecked() {
+        XCTAssertThrowsError(try Message.decode(Message.openForScan(path: Array("relative".utf8)).encode(pid: 1), hasDescriptor: false))
+        XCTAssertThrowsError(try Message.decode(Message.openForScan(path: Array("/a\0b".utf8)).encode(pid: 1), hasDescriptor: false))
+        XCTAssertThrowsError(try Message.decode(Message.openResult(status: 0).encode(pid: 1), hasDescriptor: false), "success without the descriptor")
+        XCTAssertThrowsError(try Message.decode(Message.openResult(status: 2).encode(pid: 1), hasDescriptor: true), "failure with a descriptor")
     }
 
     func testCollectorInfoStringsAreSanitised() throws {

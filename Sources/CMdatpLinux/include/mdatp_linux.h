@@ -67,6 +67,9 @@ int mdatp_getresuid(uint32_t *r, uint32_t *e, uint32_t *s);
 int mdatp_getresgid(uint32_t *r, uint32_t *e, uint32_t *s);
 int mdatp_accept4(int fd, int flags);
 
+/* The filesystem magic of an open file (statfs.f_type), or -errno. */
+long mdatp_fstatfs_type(int fd);
+
 /* ---- signals */
 /* Blocks the given signals and returns a signalfd for them (non-blocking). */
 int mdatp_signalfd(const int *signals, size_t n);

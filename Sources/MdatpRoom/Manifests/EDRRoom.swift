@@ -36,6 +36,7 @@ extension Rooms {
         "process_table_size", "process_table_evictions", "store_rows", "store_bytes", "queries_served",
         "queries_refused",
     ],
-    niceness: 10
+    niceness: 10,
+    eventClasses: 0b1111
 )
 }

@@ -1,0 +1,65 @@
+#include "mdatp_crypto.h"
+#include <stdlib.h>
+#include <openssl/evp.h>
+
+struct mdatp_digests {
+	EVP_MD_CTX *md5, *sha1, *sha256;
+};
+
+static EVP_MD_CTX *start(const EVP_MD *md)
+{
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	if (c && EVP_DigestInit_ex(c, md, NULL) != 1) {
+		EVP_MD_CTX_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+mdatp_digests *mdatp_digests_new(unsigned which)
+{
+	mdatp_digests *d = calloc(1, sizeof(*d));
+	if (!d)
+		return NULL;
+	if ((which & MDATP_MD5) && !(d->md5 = start(EVP_md5())))
+		goto fail;
+	if ((which & MDATP_SHA1) && !(d->sha1 = start(EVP_sha1())))
+		goto fail;
+	if ((which & MDATP_SHA256) && !(d->sha256 = start(EVP_sha256())))
+		goto fail;
+	return d;
+fail:
+	mdatp_digests_free(d);
+	return NULL;
+}
+
+void mdatp_digests_update(mdatp_digests *d, const void *data, size_t len)
+{
+	if (d->md5)
+		EVP_DigestUpdate(d->md5, data, len);
+	if (d->sha1)
+		EVP_DigestUpdate(d->sha1, data, len);
+	if (d->sha256)
+		EVP_DigestUpdate(d->sha256, data, len);
+}
+
+void mdatp_digests_final(mdatp_digests *d, uint8_t md5[16], uint8_t sha1[20], uint8_t sha256[32])
+{
+	unsigned int n;
+	if (d->md5)
+		EVP_DigestFinal_ex(d->md5, md5, &n);
+	if (d->sha1)
+		EVP_DigestFinal_ex(d->sha1, sha1, &n);
+	if (d->sha256)
+		EVP_DigestFinal_ex(d->sha256, sha256, &n);
+}
+
+void mdatp_digests_free(mdatp_digests *d)
+{
+	if (!d)
+		return;
+	EVP_MD_CTX_free(d->md5);
+	EVP_MD_CTX_free(d->sha1);
+	EVP_MD_CTX_free(d->sha256);
+	free(d);
+}

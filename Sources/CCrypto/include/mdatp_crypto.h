@@ -1,0 +1,20 @@
+/* libcrypto digests for the scan engine: MD5, SHA-1 and SHA-256 of one
+ * stream in a single pass. A shim because EVP's opaque contexts and
+ * macros import poorly into Swift. */
+#ifndef MDATP_CRYPTO_H
+#define MDATP_CRYPTO_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct mdatp_digests mdatp_digests;
+
+enum { MDATP_MD5 = 1, MDATP_SHA1 = 2, MDATP_SHA256 = 4 };
+
+/* Which digests to compute (a mask of the above); NULL on allocation failure. */
+mdatp_digests *mdatp_digests_new(unsigned which);
+void mdatp_digests_update(mdatp_digests *d, const void *data, size_t len);
+/* Writes the finished digests (16, 20, 32 bytes) for those requested. */
+void mdatp_digests_final(mdatp_digests *d, uint8_t md5[16], uint8_t sha1[20], uint8_t sha256[32]);
+void mdatp_digests_free(mdatp_digests *d);
+
+#endif

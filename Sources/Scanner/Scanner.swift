@@ -1,0 +1,368 @@
+// The scanner room's life: load definitions -> map its ring -> demote and
+// sandbox -> open the threat store -> ready -> scan what the kernel reports
+// written or executed (real time) and what an on-demand scan walks. Every
+// file comes from the watchdog, opened read-only without following a final
+// link, regular files only.
+import Glibc
+import MdatpConfig
+import MdatpEvents
+import MdatpJSON
+import MdatpRing
+import MdatpRoom
+import MdatpSQLite
+import MdatpSystem
+import MdatpWire
+import ScanEngine
+
+struct ScannerCounters {
+    var received: UInt64 = 0
+    var scanned: UInt64 = 0
+    var cacheHits: UInt64 = 0
+    var threats: UInt64 = 0
+    var errors: UInt64 = 0
+    var refused: UInt64 = 0
+    var overflows: UInt64 = 0
+    var queries: UInt64 = 0
+}
+
+/// Identity of a file's content as far as the cache is concerned.
+struct CacheKey: Hashable {
+    let dev: UInt64
+    let ino: UInt64
+    let size: Int64
+    let mtimeNs: Int64
+    let ctimeNs: Int64
+}
+
+/// One path to scan and why.
+struct ScanItem {
+    let path: [UInt8]
+    let pid: UInt32
+    let process: String
+}
+
+/// An on-demand scan: a bounded stack of paths, answered on the client's socket.
+final class OnDemandScan {
+    let client: Int32
+    var stack: [[UInt8]]
+    var scanned = 0
+    var skipped = 0
+    var errors = 0
+    var threats: [ThreatRecord] = []
+    let started = Sys.monotonicSeconds()
+    static let maxPending = 1_000_000
+    static let maxDepthBytes = 4095
+
+    init(client: Int32, root: [UInt8]) {
+        self.client = client
+        stack = [root]
+    }
+}
+
+final class ScannerLoop {
+    let definitions: Definitions
+    let requests: Channel
+    let store: ThreatStore
+    var counters = ScannerCounters()
+    var cache: [CacheKey: Detection?] = [:]
+    let cacheCapacity = 65_536
+    var queue: [ScanItem] = []
+    let queueCapacity = 10_000
+    var job: OnDemandScan?
+    let maxFileBytes: UInt64
+
+    init(definitions: Definitions, requests: Channel, store: ThreatStore, maxFileBytes: UInt64) {
+        self.definitions = definitions
+        self.requests = requests
+        self.store = store
+        self.maxFileBytes = maxFileBytes
+    }
+
+    /// Asks the watchdog to open `path`; the descriptor or an errno.
+    func open(_ path: [UInt8]) -> Result<Int32, Errno> {
+        do throws(Errno) {
+            try requests.send(.openForScan(path: path))
+            switch try requests.receive() {
+            case .message(.openResult(let status), let fd):
+                if status == 0 { return .success(fd) }
+                return .failure(Errno(status, "open"))
+            case .message(_, let fd):
+                if fd >= 0 { Sys.close(fd) }
+                roomFail("scanner", "unexpected reply on the request channel", code: 1)
+            case .closed:
+                roomFail("scanner", "request channel closed", code: RoomExit.transient)
+            case .violation(let v):
+                roomFail("scanner", "\(v)", code: 1)
+            }
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// Scans an open regular file; nil when clean. Cached by content identity.
+    func scan(fd: Int32) -> Result<Detection?, ScanError> {
+        guard let st = try? Sys.fstat(fd) else { return .failure(ScanError(reason: "fstat failed")) }
+        let key = CacheKey(dev: UInt64(st.st_dev), ino: UInt64(st.st_ino), size: Int64(st.st_size),
+                           mtimeNs: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec),
+                           ctimeNs: Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec))
+        if let hit = cache[key] {
+            counters.cacheHits &+= 1
+            return .success(hit)
+        }
+        do throws(ScanError) {
+            let digests = try FileHasher.digests(fd: fd, kinds: definitions.neededKinds, maxBytes: maxFileBytes)
+            counters.scanned &+= 1
+            let verdict = definitions.match(digests)
+            if cache.count >= cacheCapacity { cache.removeAll(keepingCapacity: true) }
+            cache[key] = verdict
+            return .success(verdict)
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    func record(_ d: Detection, path: [UInt8], fd: Int32, source: String, pid: UInt32, process: String) -> ThreatRecord {
+        let sha = (try? FileHasher.digests(fd: fd, kinds: [.sha256], maxBytes: maxFileBytes)).map { FileDigests.hex($0.sha256) } ?? ""
+        let size = (try? Sys.fstat(fd)).map { Int64($0.st_size) } ?? 0
+        let t = ThreatRecord(timeNs: Int64(Sys.clockNs(CLOCK_REALTIME)), name: d.name, type: d.type.rawValue,
+                             path: String(decoding: path, as: UTF8.self), sha256: sha, size: size, source: source,
+                             action: "audited", pid: Int64(pid), processName: process)
+        counters.threats &+= 1
+        do throws(SQLiteError) { try store.add(t) } catch { roomLog("scanner", "threat store: \(error)") }
+        roomLog("scanner", "threat \(d.name) (\(d.type.rawValue)) in \(t.path), \(source), audited")
+        return t
+    }
+
+    // MARK: real time
+
+    func enqueue(_ ev: KernelEvent) {
+        let item: ScanItem
+        switch ev.body {
+        case .file(let f) where ev.kind == .fileCloseWrite:
+            item = ScanItem(path: Array(f.path.utf8), pid: ev.header.tgid, process: ev.header.comm)
+        case .exec(let x):
+            item = ScanItem(path: Array(x.exe.utf8), pid: ev.header.tgid, process: ev.header.comm)
+        default:
+            return
+        }
+        guard item.path.first == 0x2f, ev.header.flags & EventFlag.pathTruncated == 0 else { return }
+        guard queue.count < queueCapacity else {
+            counters.overflows &+= 1
+            return
+        }
+        queue.append(item)
+    }
+
+    /// Scans what the kernel reported; duplicates in one batch are scanned once.
+    func drainQueue() {
+        var seen = Set<[UInt8]>()
+        for item in queue where seen.insert(item.path).inserted {
+            switch open(item.path) {
+            case .failure:
+                counters.refused &+= 1
+            case .success(let fd):
+                switch scan(fd: fd) {
+                case .success(let d?): _ = record(d, path: item.path, fd: fd, source: "real_time", pid: item.pid, process: item.process)
+                case .success(nil): break
+                case .failure: counters.errors &+= 1
+                }
+                Sys.close(fd)
+            }
+        }
+        queue.removeAll(keepingCapacity: true)
+    }
+
+    // MARK: on demand
+
+    /// Advances the running scan by at most `budget` paths; true when it finished.
+    func stepJob(budget: Int) -> Bool {
+        guard let j = job else { return true }
+        var n = 0
+        while n < budget, let path = j.stack.popLast() {
+            n += 1
+            switch open(path) {
+            case .failure:
+                j.skipped += 1
+            case .success(let fd):
+                defer { Sys.close(fd) }
+                guard let st = try? Sys.fstat(fd) else { j.errors += 1; continue }
+                if st.st_mode & S_IFMT == S_IFDIR {
+                    listDirectory(fd, parent: path, into: j)
+                } else {
+                    switch scan(fd: fd) {
+                    case .success(let d?): j.threats.append(record(d, path: path, fd: fd, source: "on_demand", pid: 0, process: "mdatp scan"))
+                    case .success(nil): break
+                    case .failure: j.errors += 1
+                    }
+                    j.scanned += 1
+                }
+            }
+        }
+        guard j.stack.isEmpty else { return false }
+        let summary = JSON.object([
+            ("scanned", JSON(j.scanned)), ("skipped", JSON(j.skipped)), ("errors", JSON(j.errors)),
+            ("seconds", .number((Sys.monotonicSeconds() - j.started) * 1000 / 1000)),
+            ("threats", .array(j.threats.map(\.json))),
+        ])
+        try? Sys.writeAll(j.client, Array((summary.serialized() + "\n").utf8))
+        Sys.close(j.client)
+        job = nil
+        return true
+    }
+
+    /// Lists a directory the watchdog opened; children go on the stack.
+    func listDirectory(_ fd: Int32, parent: [UInt8], into j: OnDemandScan) {
+        let dupfd = dup(fd)
+        guard dupfd >= 0, let dir = fdopendir(dupfd) else { j.errors += 1; return }
+        defer { closedir(dir) }
+        while let e = readdir(dir) {
+            let name: [UInt8] = withUnsafeBytes(of: e.pointee.d_name) { Array($0.prefix(while: { $0 != 0 })) }
+            if name == [0x2e] || name == [0x2e, 0x2e] { continue }
+            var child = parent
+            if child.last != 0x2f { child.append(0x2f) }
+            child += name
+            guard child.count <= OnDemandScan.maxDepthBytes, j.stack.count < OnDemandScan.maxPending else {
+                j.skipped += 1
+                continue
+            }
+            // Only what can be scanned or walked (DT_UNKNOWN is decided at open).
+            let t = e.pointee.d_type
+            if t == UInt8(DT_REG) || t == UInt8(DT_DIR) || t == UInt8(DT_UNKNOWN) { j.stack.append(child) } else { j.skipped += 1 }
+        }
+    }
+
+    func heartbeat(lost: UInt64) -> Heartbeat {
+        let c = counters
+        return Heartbeat([c.received, c.scanned, c.cacheHits, c.threats, c.errors, lost, c.refused, c.overflows,
+                          UInt64(definitions.signatureCount), c.queries])
+    }
+
+    /// A CLI request forwarded by the watchdog.
+    func answer(fd: Int32, request: [UInt8]) -> Bool {
+        Sys.setTimeouts(fd, seconds: 2)
+        var limits = JSONLimits()
+        limits.maxBytes = 4096
+        limits.maxDepth = 4
+        guard let json = try? JSON.parse(request, limits: limits), let verb = json["verb"]?.string else {
+            try? Sys.writeAll(fd, Array(#"{"error":"bad request","code":"usage"}"#.utf8 + [10]))
+            return false
+        }
+        counters.queries &+= 1
+        switch verb {
+        case "threats":
+            let limit = json["limit"]?.int ?? 100
+            let rows = (try? store.list(limit: limit)) ?? []
+            try? Sys.writeAll(fd, Array((JSON.object([("threats", .array(rows.map(\.json)))]).serialized() + "\n").utf8))
+            return false
+        case "scan":
+            guard let path = json["path"]?.string, path.hasPrefix("/"), path.utf8.count <= OnDemandScan.maxDepthBytes, !path.utf8.contains(0) else {
+                try? Sys.writeAll(fd, Array(#"{"error":"scan needs an absolute path","code":"usage"}"#.utf8 + [10]))
+                return false
+            }
+            guard job == nil else {
+                try? Sys.writeAll(fd, Array(#"{"error":"a scan is already running","code":"refused"}"#.utf8 + [10]))
+                return false
+            }
+            // The client waits for the summary; no send timeout applies to a long scan's reply.
+            Sys.setTimeouts(fd, seconds: 10)
+            job = OnDemandScan(client: fd, root: Array(path.utf8))
+            return true // keeps the socket
+        default:
+            try? Sys.writeAll(fd, Array(#"{"error":"unknown verb","code":"usage"}"#.utf8 + [10]))
+            return false
+        }
+    }
+}
+
+public enum ScannerRoom {
+    static let name = "scanner"
+
+    public static func main() -> Never {
+        let args = RoomArguments(CommandLine.arguments)
+        let paths = SuitePaths(prefix: args.string("prefix") ?? "")
+        Sys.setThreadName("mdatp-scanner")
+        let control = Channel(fd: RoomFD.control)
+        let requests = Channel(fd: RoomFD.requests)
+        do throws(Errno) { try Sys.setParentDeathSignal(SIGKILL) } catch { roomFail(name, "\(error)", code: RoomExit.transient) }
+        guard let account = Sys.lookupUser("mdatp") else { roomFail(name, "user mdatp does not exist", code: RoomExit.badConfig) }
+
+        // Definitions first (read as root, before the sandbox): a bad set is a bad configuration.
+        let defsDir = args.string("definitions") ?? ""
+        let definitions: Definitions
+        do throws(SignatureError) {
+            definitions = try Definitions.load(directory: defsDir, names: listNames(defsDir)) { path in
+                try? Sys.readFile(path, limit: Definitions.maxFileBytes)
+            }
+        } catch {
+            roomFail(name, "definitions refused: \(error)", code: RoomExit.badConfig)
+        }
+
+        let ring: RingConsumer
+        do throws(Errno) {
+            ring = try RingFiles.mapConsumer(dataReadOnly: RoomFD.ringData, cursor: RoomFD.ringCursor, wake: RoomFD.ringWake)
+            _ = try RoomSandbox.enter(manifest, account: account, paths: paths, seccompLogOnly: args.flag("seccomp-log"))
+        } catch {
+            roomFail(name, "setup: \(error)", code: RoomExit.transient)
+        }
+        let store: ThreatStore
+        do throws(SQLiteError) { store = try ThreatStore(path: paths.threatStore) } catch {
+            roomFail(name, "threat store: \(error)", code: RoomExit.transient)
+        }
+        do throws(Errno) { try control.send(.ready) } catch { roomFail(name, "\(error)", code: RoomExit.transient) }
+        roomLog(name, "\(definitions.signatureCount) signatures from \(definitions.files.joined(separator: ", "))")
+
+        let loop = ScannerLoop(definitions: definitions, requests: requests, store: store,
+                               maxFileBytes: UInt64(args.int("max-file-bytes", 256 << 20)))
+        // Passive and on_demand: events are read (the ring must not fill) but not scanned.
+        let realTime = args.flag("real-time")
+        var heartbeat = HeartbeatClock(interval: args.double("heartbeat", 2))
+        var draining = false
+        while true {
+            ring.poll(max: 1024) { _, payload in
+                loop.counters.received &+= 1
+                if realTime, let ev = try? EventDecoder.decode(payload) { loop.enqueue(ev) }
+            }
+            ring.accountTrailingDrops()
+            loop.drainQueue()
+            let jobDone = loop.stepJob(budget: 64)
+            if draining && ring.isEmpty {
+                try? control.send(.heartbeat(loop.heartbeat(lost: ring.lostRecords)))
+                exit(RoomExit.ok)
+            }
+            if heartbeat.due() { try? control.send(.heartbeat(loop.heartbeat(lost: ring.lostRecords))) }
+            let controlReady: Bool
+            if !ring.isEmpty || !jobDone {
+                controlReady = (try? Sys.pollReadable([control.fd], timeoutMs: 0))?.first == true
+            } else {
+                controlReady = ring.wait(timeoutMs: 200, extraFds: [control.fd]).first == true
+            }
+            guard controlReady else { continue }
+            switch try? control.receive() {
+            case .message(.shutdown, _)?:
+                draining = true
+            case .message(.selftestForbidden, _)?:
+                sandboxSelftest(name)
+            case .message(.query(_, _, let request), let fd)?:
+                if !loop.answer(fd: fd, request: request) { Sys.close(fd) }
+            case .closed?, nil:
+                exit(RoomExit.ok)
+            case .violation(let v)?:
+                roomFail(name, "\(v)", code: 1)
+            case .message(let m, let fd)?:
+                if fd >= 0 { Sys.close(fd) }
+                roomFail(name, "unexpected message \(m.type)", code: 1)
+            }
+        }
+    }
+
+    static func listNames(_ dir: String) -> [String] {
+        guard let d = opendir(dir) else { return [] }
+        defer { closedir(d) }
+        var out: [String] = []
+        while let e = readdir(d) {
+            let n = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            if n != "." && n != ".." { out.append(n) }
+        }
+        return out
+    }
+}

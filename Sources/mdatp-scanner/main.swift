@@ -1,0 +1,3 @@
+import Scanner
+
+ScannerRoom.main()

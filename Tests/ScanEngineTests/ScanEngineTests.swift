@@ -1,0 +1,104 @@
+import Glibc
+import Foundation
+import ScanEngine
+import XCTest
+
+final class HashSignatureTests: XCTestCase {
+    let eicar = Array(#"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"#.utf8)
+
+    func digests(_ bytes: [UInt8], _ kinds: Set<HashKind>) throws -> FileDigests {
+        let fd = try memfd(bytes)
+        defer { close(fd) }
+        return try FileHasher.digests(fd: fd, kinds: kinds, maxBytes: 1 << 20)
+    }
+
+    func memfd(_ bytes: [UInt8]) throws -> Int32 {
+        var template = Array("/tmp/mdatp-scan-XXXXXX".utf8CString)
+        let fd = mkstemp(&template)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        unlink(String(cString: template))
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        return fd
+    }
+
+    func testDigestsAreRight() throws {
+        let d = try digests(eicar, [.md5, .sha1, .sha256])
+        XCTAssertEqual(d.size, 68)
+        XCTAssertEqual(FileDigests.hex(d.md5), "44d88612fea8a8f36de82e1278abb02f")
+        XCTAssertEqual(FileDigests.hex(d.sha1), "3395856ce81f2b7382dee72602f798b642f14140")
+        XCTAssertEqual(FileDigests.hex(d.sha256), "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f")
+    }
+
+    func testEveryHashKindMatchesWithItsSize() throws {
+        var set = HashSignatureSet()
+        try set.load(Array("""
+        44d88612fea8a8f36de82e1278abb02f:68:Eicar.MD5
+        3395856ce81f2b7382dee72602f798b642f14140:*:Eicar.SHA1.AnySize
+        275A021BBFB6489E54D471899F7DB9D1663FC695EC2FE2A2C4538AABF651FD0F:69:Eicar.WrongSize
+
+        """.utf8), file: "t.hsb", allowList: false)
+        XCTAssertEqual(set.count, 3)
+        XCTAssertEqual(set.neededKinds, [.md5, .sha1, .sha256])
+        let d = try digests(eicar, set.neededKinds)
+        XCTAssertNotNil(set.match(d))
+        var onlySHA256 = d
+        onlySHA256.md5 = []
+        onlySHA256.sha1 = []
+        XCTAssertNil(set.match(onlySHA256), "size is part of the signature")
+        var onlySHA1 = d
+        onlySHA1.md5 = []
+        XCTAssertEqual(set.match(onlySHA1)?.name, "Eicar.SHA1.AnySize")
+    }
+
+    func testAllowListsWin() throws {
+        var set = HashSignatureSet()
+        try set.load(Array("44d88612fea8a8f36de82e1278abb02f:68:Eicar\n".utf8), file: "a.hdb", allowList: false)
+        let d = try digests(eicar, [.md5])
+        XCTAssertEqual(set.match(d)?.name, "Eicar")
+        try set.load(Array("44d88612fea8a8f36de82e1278abb02f:68:Known.Good\n".utf8), file: "a.fp", allowList: true)
+        XCTAssertNil(set.match(d))
+    }
+
+    func testBadLinesAreRefusedWithTheirLineNumber() {
+        for (text, reason) in [("zz:68:Name", "hash"), ("44d88612fea8a8f36de82e1278abb02f:x:Name", "size"),
+                               ("44d88612fea8a8f36de82e1278abb02f:68", "expected"), ("44d88612fea8a8f36de82e1278abb02f:68:bad name", "name"),
+                               ("44d88612fea8a8f36de82e1278abb02f:*:Name", "`*`"), (String(repeating: "a", count: 5000), "longer")] {
+            var set = HashSignatureSet()
+            XCTAssertThrowsError(try set.load(Array("# comment\n\(text)\n".utf8), file: "x.hdb", allowList: false)) { e in
+                let err = e as! SignatureError
+                XCTAssertEqual(err.line, 2, text)
+                XCTAssertTrue(err.reason.contains(reason), "\(err.reason) for \(text)")
+            }
+        }
+    }
+
+    func testThreatTypesFromNames() {
+        XCTAssertEqual(ThreatType.of(signatureName: "Win.Test.EICAR_HDB-1"), .virus)
+        XCTAssertEqual(ThreatType.of(signatureName: "PUA.Win.Tool.Packed"), .potentiallyUnwantedApplication)
+        XCTAssertEqual(ThreatType.of(signatureName: "Unix.Tool.Miner"), .tool)
+        XCTAssertEqual(ThreatType.of(signatureName: "Unix.Trojan.Mirai-1"), .trojan)
+    }
+
+    func testTheShippedDefinitionsLoadAndDetectTheTestFiles() throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path + "/definitions"
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir)
+        let defs = try Definitions.load(directory: dir, names: names) { path in
+            FileManager.default.contents(atPath: path).map { [UInt8]($0) }
+        }
+        XCTAssertGreaterThanOrEqual(defs.signatureCount, 5)
+        XCTAssertEqual(defs.match(try digests(eicar, defs.neededKinds))?.name, "Virus.Test.EICAR-Test-File")
+        XCTAssertEqual(defs.match(try digests(eicar + [10], defs.neededKinds))?.name, "Virus.Test.EICAR-Test-File")
+        XCTAssertNil(defs.match(try digests(Array("hello".utf8), defs.neededKinds)))
+        if FileManager.default.fileExists(atPath: "/usr/share/clamav-testfiles/clam.exe") {
+            let fd = open("/usr/share/clamav-testfiles/clam.exe", O_RDONLY)
+            defer { close(fd) }
+            XCTAssertEqual(defs.match(try FileHasher.digests(fd: fd, kinds: defs.neededKinds, maxBytes: 1 << 20))?.name, "ClamAV-Test-File")
+        }
+    }
+
+    func testOversizedFilesAreRefused() throws {
+        let fd = try memfd([UInt8](repeating: 1, count: 5000))
+        defer { close(fd) }
+        XCTAssertThrowsError(try FileHasher.digests(fd: fd, kinds: [.sha256], maxBytes: 4096))
+    }
+}

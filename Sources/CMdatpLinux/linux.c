@@ -15,9 +15,11 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <sys/random.h>
 #include <sys/syscall.h>
 #include <linux/capability.h>
 #include <linux/landlock.h>
+#include <linux/openat2.h>
 
 int mdatp_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5)
 {
@@ -301,4 +303,21 @@ long mdatp_fstatfs_type(int fd)
 	if (fstatfs(fd, &fs) < 0)
 		return -errno;
 	return (long)fs.f_type;
+}
+
+int mdatp_openat_no_symlinks(int dirfd, const char *path, int flags, unsigned mode)
+{
+	struct open_how how;
+	memset(&how, 0, sizeof(how));
+	how.flags = (unsigned long long)(flags | O_CLOEXEC);
+	how.mode = (flags & O_CREAT) ? mode : 0;
+	how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+	long fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+	return fd < 0 ? -errno : (int)fd;
+}
+
+long mdatp_getrandom(void *buf, size_t n)
+{
+	ssize_t r = getrandom(buf, n, 0);
+	return r < 0 ? -errno : r;
 }

@@ -35,7 +35,45 @@ struct Scan: ParsableCommand {
 }
 
 struct Threat: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Threats found (root or the mdatp group).", subcommands: [List.self])
+    static let configuration = CommandConfiguration(abstract: "Threats found (root or the mdatp group).", subcommands: [List.self, Quarantine.self])
+
+    struct Quarantine: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Quarantined files (root).", subcommands: [QList.self, Restore.self, Remove.self])
+
+        struct QList: ParsableCommand {
+            static let configuration = CommandConfiguration(commandName: "list", abstract: "What is in quarantine.")
+            @OptionGroup var out: OutputOptions
+            func run() throws {
+                let r = try SuiteClient.request(.object([("verb", "quarantine"), ("action", "list")]))
+                let items = r["quarantined"]?.array ?? []
+                if out.output == .json { print(JSON.object([("quarantined", .array(items))]).serialized(pretty: true)); return }
+                if items.isEmpty { print("Nothing is in quarantine."); return }
+                print(table(["ID", "THREAT", "ORIGINAL PATH", "SIZE"], items.map {
+                    [$0["id"]?.string ?? "", $0["threat"]?.string ?? "", $0["original_path"]?.string ?? "", String($0["size"]?.int ?? 0)]
+                }, maxWidth: 80))
+            }
+        }
+
+        struct Restore: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Put a file back where it was (never over an existing file).")
+            @Option(name: .long) var id: String
+            @OptionGroup var out: OutputOptions
+            func run() throws {
+                let r = try SuiteClient.request(.object([("verb", "quarantine"), ("action", "restore"), ("id", .string(id))]))
+                if out.output == .json { print(r.serialized()) } else { print("Restored \(r["restored"]?["original_path"]?.string ?? "")") }
+            }
+        }
+
+        struct Remove: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Delete a quarantined file for good.")
+            @Option(name: .long) var id: String
+            @OptionGroup var out: OutputOptions
+            func run() throws {
+                let r = try SuiteClient.request(.object([("verb", "quarantine"), ("action", "remove"), ("id", .string(id))]))
+                if out.output == .json { print(r.serialized()) } else { print("Removed \(id)") }
+            }
+        }
+    }
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "The threat history, newest first.")

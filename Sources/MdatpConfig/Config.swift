@@ -57,6 +57,9 @@ public struct SuiteConfig: Equatable, Sendable {
     public var maximumOnDemandScanThreads = 2
     public var exclusionsMergePolicy = "merge"
     public var exclusions: [Exclusion] = []
+    /// threatTypeSettings: potentially_unwanted_application / archive_bomb -> block | audit | off.
+    public var threatTypeSettings: [String: String] = ["potentially_unwanted_application": "audit", "archive_bomb": "audit"]
+    public var allowedThreats: [String] = []
     public var ebpfSupplementaryEventProvider = "enabled"
     public var cloudEnabled = true
     public var automaticDefinitionUpdateEnabled = true
@@ -114,6 +117,9 @@ public struct ParsedConfig: Sendable {
     public let file: String
     public var values: [(String, JSON)] = []
     public var exclusions: [Exclusion] = []
+    /// threatTypeSettings: potentially_unwanted_application / archive_bomb -> block | audit | off.
+    public var threatTypeSettings: [String: String] = ["potentially_unwanted_application": "audit", "archive_bomb": "audit"]
+    public var allowedThreats: [String] = []
 
     init(file: String) { self.file = file }
 
@@ -190,6 +196,22 @@ enum Schema {
         return nil
     }
     static let enabledDisabled = oneOf(["enabled", "disabled"])
+    static let threatTypeSettings: Check = { v in
+        guard let a = v.array, a.count <= 8 else { return "must be a list of {key, value}" }
+        for t in a {
+            guard let k = t["key"]?.string, ["potentially_unwanted_application", "archive_bomb"].contains(k),
+                  let value = t["value"]?.string, ["block", "audit", "off"].contains(value) else {
+                return "each item must be {\"key\": \"potentially_unwanted_application\"|\"archive_bomb\", \"value\": \"block\"|\"audit\"|\"off\"}"
+            }
+        }
+        return nil
+    }
+    static let allowedThreats: Check = { v in
+        guard let a = v.array, a.count <= 1024, a.allSatisfy({ ($0.string?.utf8.count ?? 0) > 0 && ($0.string?.utf8.count ?? 0) <= 512 }) else {
+            return "must be a list of at most 1024 threat names"
+        }
+        return nil
+    }
 
     static let sections: [String: [String: Check]] = [
         "antivirusEngine": [
@@ -198,6 +220,8 @@ enum Schema {
             "scanArchives": bool,
             "maximumOnDemandScanThreads": int(1...64),
             "exclusionsMergePolicy": oneOf(["merge", "admin_only"]),
+            "threatTypeSettings": threatTypeSettings,
+            "allowedThreats": allowedThreats,
         ],
         "exclusionSettings": [
             "mergePolicy": oneOf(["merge", "admin_only"]),
@@ -297,6 +321,9 @@ extension SuiteConfig {
         case "antivirusEngine.scanArchives": scanArchives = v.bool!
         case "antivirusEngine.maximumOnDemandScanThreads": maximumOnDemandScanThreads = v.int!
         case "antivirusEngine.exclusionsMergePolicy", "exclusionSettings.mergePolicy": exclusionsMergePolicy = v.string!
+        case "antivirusEngine.threatTypeSettings":
+            for t in v.array! { threatTypeSettings[t["key"]!.string!] = t["value"]!.string! }
+        case "antivirusEngine.allowedThreats": allowedThreats = v.array!.compactMap(\.string)
         case "features.ebpfSupplementaryEventProvider": ebpfSupplementaryEventProvider = v.string!
         case "cloudService.enabled": cloudEnabled = v.bool!
         case "cloudService.automaticDefinitionUpdateEnabled": automaticDefinitionUpdateEnabled = v.bool!

@@ -27,4 +27,6 @@ public struct SuitePaths: Equatable, Sendable {
     public var edrStore: String { edrDir + "/events.db" }
     public var scannerDir: String { stateDir + "/scanner" }
     public var threatStore: String { scannerDir + "/threats.db" }
+    /// Root only: quarantined files (neutralised) and their metadata.
+    public var quarantineDir: String { stateDir + "/quarantine" }
 }

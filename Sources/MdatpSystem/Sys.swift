@@ -155,6 +155,68 @@ public enum Sys {
         return (fd, fd < 0 ? errno : 0)
     }
 
+    /// openat2(2) refusing every symlink on the way (RESOLVE_NO_SYMLINKS); falls
+    /// back to openat(O_NOFOLLOW) where openat2 is missing (kernels before 5.6).
+    public static func openNoSymlinks(_ dirfd: Int32, _ path: [UInt8], _ flags: Int32, _ mode: mode_t = 0) throws(Errno) -> Int32 {
+        let rc = (path + [0]).withUnsafeBufferPointer { p in
+            p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { mdatp_openat_no_symlinks(dirfd, $0, flags, UInt32(mode)) }
+        }
+        if rc == -ENOSYS {
+            let fd = (path + [0]).withUnsafeBufferPointer { p in
+                p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { Glibc.openat(dirfd, $0, flags | O_NOFOLLOW | O_CLOEXEC, mode) }
+            }
+            if fd < 0 { throw Errno(errno, "openat") }
+            return fd
+        }
+        return Int32(try checkNeg(Int(rc), "openat2"))
+    }
+
+    /// fstatat(2) without following a final symlink.
+    public static func statAt(_ dirfd: Int32, _ name: [UInt8]) throws(Errno) -> FileStat {
+        var st = FileStat()
+        let rc = (name + [0]).withUnsafeBufferPointer { p in
+            p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { fstatat(dirfd, $0, &st, AT_SYMLINK_NOFOLLOW) }
+        }
+        _ = try check(rc, "fstatat")
+        return st
+    }
+
+    /// unlinkat(2) of a file.
+    public static func unlinkAt(_ dirfd: Int32, _ name: [UInt8]) throws(Errno) {
+        let rc = (name + [0]).withUnsafeBufferPointer { p in
+            p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { unlinkat(dirfd, $0, 0) }
+        }
+        _ = try check(rc, "unlinkat")
+    }
+
+    /// fsync(2).
+    public static func fsync(_ fd: Int32) throws(Errno) { _ = try check(Glibc.fsync(fd), "fsync") }
+
+    /// fchown(2) and fchmod(2) of an open file.
+    public static func setOwnerAndMode(_ fd: Int32, uid: uid_t, gid: gid_t, mode: mode_t) throws(Errno) {
+        _ = try check(fchown(fd, uid, gid), "fchown")
+        _ = try check(fchmod(fd, mode), "fchmod")
+    }
+
+    /// getrandom(2) bytes.
+    public static func randomBytes(_ n: Int) -> [UInt8] {
+        var b = [UInt8](repeating: 0, count: n)
+        _ = b.withUnsafeMutableBytes { mdatp_getrandom($0.baseAddress, n) }
+        return b
+    }
+
+    /// The names in a directory (no "." or "..").
+    public static func listDirectory(_ path: String) -> [String] {
+        guard let d = opendir(path) else { return [] }
+        defer { closedir(d) }
+        var out: [String] = []
+        while let e = readdir(d) {
+            let n = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            if n != "." && n != ".." { out.append(n) }
+        }
+        return out
+    }
+
     /// fstatfs(2): the filesystem's magic number.
     public static func filesystemType(_ fd: Int32) throws(Errno) -> Int {
         try checkNeg(mdatp_fstatfs_type(fd), "fstatfs")

@@ -12,6 +12,8 @@ public enum MessageType: UInt16, CaseIterable, Sendable {
     case query = 12             // watchdog -> edr, scanner: a CLI request, with the client's socket
     case openForScan = 13       // scanner -> watchdog (request channel): open this path read-only for me
     case openResult = 14        // watchdog -> scanner: 0 and the descriptor, or an errno
+    case quarantine = 15        // scanner -> watchdog (request channel): move this file to quarantine
+    case quarantineResult = 16  // watchdog -> scanner: 0 and the quarantine id, or an errno
 
     /// Allowed payload length range.
     public var lengths: ClosedRange<Int> {
@@ -22,6 +24,8 @@ public enum MessageType: UInt16, CaseIterable, Sendable {
         case .query: return 8...(8 + Message.maxQueryBytes)
         case .openForScan: return 2...Message.maxPathBytes
         case .openResult: return 4...4
+        case .quarantine: return 20...(20 + Message.maxThreatNameBytes + Message.maxPathBytes)
+        case .quarantineResult: return 36...36
         }
     }
 
@@ -54,10 +58,15 @@ public enum Message: Equatable, Sendable {
     case openForScan(path: [UInt8])
     /// 0 with the descriptor, else an errno.
     case openResult(status: Int32)
+    /// The file at `path` must still be (dev, ino), the one the scanner read.
+    case quarantine(dev: UInt64, ino: UInt64, threat: [UInt8], path: [UInt8])
+    /// 0 and the id (32 hex digits), else an errno.
+    case quarantineResult(status: Int32, id: String)
 
     public static let headerBytes = 16
     public static let maxQueryBytes = 4096
     public static let maxPathBytes = 4095
+    public static let maxThreatNameBytes = 512
     public static let maxBytes = headerBytes + 8 + maxQueryBytes
 
     public var type: MessageType {
@@ -70,6 +79,8 @@ public enum Message: Equatable, Sendable {
         case .query: return .query
         case .openForScan: return .openForScan
         case .openResult: return .openResult
+        case .quarantine: return .quarantine
+        case .quarantineResult: return .quarantineResult
         }
     }
 
@@ -87,6 +98,18 @@ public enum Message: Equatable, Sendable {
             payload = Array(path.prefix(Message.maxPathBytes))
         case .openResult(let status):
             payload.appendLE(UInt32(bitPattern: status))
+        case .quarantine(let dev, let ino, let threat, let path):
+            let t = Array(threat.prefix(Message.maxThreatNameBytes))
+            payload.appendLE(dev)
+            payload.appendLE(ino)
+            payload.appendLE(UInt32(t.count))
+            payload += t
+            payload += path.prefix(Message.maxPathBytes)
+        case .quarantineResult(let status, let id):
+            payload.appendLE(UInt32(bitPattern: status))
+            var b = Array(id.utf8.prefix(32))
+            while b.count < 32 { b.append(0x30) }
+            payload += b
         }
         var out: [UInt8] = []
         out.reserveCapacity(Message.headerBytes + payload.count)
@@ -126,6 +149,18 @@ public enum Message: Equatable, Sendable {
             return .openForScan(path: payload)
         case .openResult:
             return .openResult(status: Int32(bitPattern: payload.readLE(UInt32.self, at: 0)))
+        case .quarantine:
+            let n = Int(payload.readLE(UInt32.self, at: 16))
+            guard n >= 1, n <= Message.maxThreatNameBytes, 20 + n < payload.count else { throw ProtocolViolation(reason: "quarantine threat name length \(n)") }
+            let threat = Array(payload[20..<(20 + n)])
+            let path = Array(payload[(20 + n)...])
+            guard threat.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else { throw ProtocolViolation(reason: "quarantine threat name not printable") }
+            guard path.first == 0x2f, !path.contains(0), path.count <= Message.maxPathBytes else { throw ProtocolViolation(reason: "quarantine path must be absolute, without NUL") }
+            return .quarantine(dev: payload.readLE(UInt64.self, at: 0), ino: payload.readLE(UInt64.self, at: 8), threat: threat, path: path)
+        case .quarantineResult:
+            let id = payload[4...]
+            guard id.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else { throw ProtocolViolation(reason: "quarantine id not hex") }
+            return .quarantineResult(status: Int32(bitPattern: payload.readLE(UInt32.self, at: 0)), id: String(decoding: id, as: UTF8.self))
         }
     }
 }

@@ -51,6 +51,12 @@ public struct Detection: Equatable, Sendable {
     public let name: String
     public let type: ThreatType
     public let engine: String
+
+    public init(name: String, type: ThreatType, engine: String) {
+        self.name = name
+        self.type = type
+        self.engine = engine
+    }
 }
 
 /// Digests of one file (only the kinds the loaded sets need are computed).

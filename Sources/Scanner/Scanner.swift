@@ -71,7 +71,10 @@ final class ScannerLoop {
     var job: OnDemandScan?
     let maxFileBytes: UInt64
 
-    init(definitions: Definitions, requests: Channel, store: ThreatStore, maxFileBytes: UInt64) {
+    let policy: ThreatPolicy
+
+    init(definitions: Definitions, requests: Channel, store: ThreatStore, maxFileBytes: UInt64, policy: ThreatPolicy) {
+        self.policy = policy
         self.definitions = definitions
         self.requests = requests
         self.store = store
@@ -121,16 +124,46 @@ final class ScannerLoop {
         }
     }
 
-    func record(_ d: Detection, path: [UInt8], fd: Int32, source: String, pid: UInt32, process: String) -> ThreatRecord {
+    /// Acts on a detection by policy (quarantine through the watchdog, or audit)
+    /// and records it. nil when the policy says off.
+    func record(_ d: Detection, path: [UInt8], fd: Int32, source: String, pid: UInt32, process: String) -> ThreatRecord? {
+        let decision = policy.action(for: d)
+        if decision == .off { return nil }
         let sha = (try? FileHasher.digests(fd: fd, kinds: [.sha256], maxBytes: maxFileBytes)).map { FileDigests.hex($0.sha256) } ?? ""
-        let size = (try? Sys.fstat(fd)).map { Int64($0.st_size) } ?? 0
-        let t = ThreatRecord(timeNs: Int64(Sys.clockNs(CLOCK_REALTIME)), name: d.name, type: d.type.rawValue,
-                             path: String(decoding: path, as: UTF8.self), sha256: sha, size: size, source: source,
-                             action: "audited", pid: Int64(pid), processName: process)
+        let st = try? Sys.fstat(fd)
+        var action = decision == .allowed ? "allowed" : "audited"
+        var quarantineId = ""
+        if decision == .block, let st {
+            (action, quarantineId) = quarantine(path: path, dev: UInt64(st.st_dev), ino: UInt64(st.st_ino), threat: d.name)
+        }
+        var t = ThreatRecord(timeNs: Int64(Sys.clockNs(CLOCK_REALTIME)), name: d.name, type: d.type.rawValue,
+                             path: String(decoding: path, as: UTF8.self), sha256: sha, size: st.map { Int64($0.st_size) } ?? 0,
+                             source: source, action: action, pid: Int64(pid), processName: process)
+        t.quarantineId = quarantineId
         counters.threats &+= 1
         do throws(SQLiteError) { try store.add(t) } catch { roomLog("scanner", "threat store: \(error)") }
-        roomLog("scanner", "threat \(d.name) (\(d.type.rawValue)) in \(t.path), \(source), audited")
+        roomLog("scanner", "threat \(d.name) (\(d.type.rawValue)) in \(t.path), \(source): \(action)")
         return t
+    }
+
+    /// Asks the watchdog to move the file to quarantine; the action to record and the id.
+    func quarantine(path: [UInt8], dev: UInt64, ino: UInt64, threat: String) -> (String, String) {
+        do throws(Errno) {
+            try requests.send(.quarantine(dev: dev, ino: ino, threat: Array(threat.utf8), path: path))
+            switch try requests.receive() {
+            case .message(.quarantineResult(let status, let id), _):
+                return status == 0 ? ("quarantined", id) : ("quarantine_failed: \(Errno(status, "quarantine"))", "")
+            case .message(_, let fd):
+                if fd >= 0 { Sys.close(fd) }
+                roomFail("scanner", "unexpected reply on the request channel", code: 1)
+            case .closed:
+                roomFail("scanner", "request channel closed", code: RoomExit.transient)
+            case .violation(let v):
+                roomFail("scanner", "\(v)", code: 1)
+            }
+        } catch {
+            return ("quarantine_failed: \(error)", "")
+        }
     }
 
     // MARK: real time
@@ -190,7 +223,8 @@ final class ScannerLoop {
                     listDirectory(fd, parent: path, into: j)
                 } else {
                     switch scan(fd: fd) {
-                    case .success(let d?): j.threats.append(record(d, path: path, fd: fd, source: "on_demand", pid: 0, process: "mdatp scan"))
+                    case .success(let d?):
+                        if let t = record(d, path: path, fd: fd, source: "on_demand", pid: 0, process: "mdatp scan") { j.threats.append(t) }
                     case .success(nil): break
                     case .failure: j.errors += 1
                     }
@@ -311,8 +345,9 @@ public enum ScannerRoom {
         do throws(Errno) { try control.send(.ready) } catch { roomFail(name, "\(error)", code: RoomExit.transient) }
         roomLog(name, "\(definitions.signatureCount) signatures from \(definitions.files.joined(separator: ", "))")
 
+        let policy = ThreatPolicy.parse(remediate: args.flag("remediate"), policies: args.all("policy"), allowed: args.all("allowed"))
         let loop = ScannerLoop(definitions: definitions, requests: requests, store: store,
-                               maxFileBytes: UInt64(args.int("max-file-bytes", 256 << 20)))
+                               maxFileBytes: UInt64(args.int("max-file-bytes", 256 << 20)), policy: policy)
         // Passive and on_demand: events are read (the ring must not fill) but not scanned.
         let realTime = args.flag("real-time")
         var heartbeat = HeartbeatClock(interval: args.double("heartbeat", 2))

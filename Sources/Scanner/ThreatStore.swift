@@ -16,12 +16,13 @@ public struct ThreatRecord: Equatable, Sendable {
     public var action: String      // audited (quarantine: later)
     public var pid: Int64
     public var processName: String
+    public var quarantineId = ""
 
     public var json: JSON {
         .object([("id", .number(Double(id))), ("time_ns", .number(Double(timeNs))), ("name", .string(name)),
                  ("type", .string(type)), ("path", .string(path)), ("sha256", .string(sha256)),
                  ("size", .number(Double(size))), ("source", .string(source)), ("action", .string(action)),
-                 ("pid", .number(Double(pid))), ("process", .string(processName))])
+                 ("pid", .number(Double(pid))), ("process", .string(processName)), ("quarantine_id", .string(quarantineId))])
     }
 }
 
@@ -32,12 +33,12 @@ public final class ThreatStore {
     static let schema = """
     CREATE TABLE IF NOT EXISTS threats (
       id INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL, path TEXT NOT NULL,
-      sha256 TEXT, size INTEGER, source TEXT NOT NULL, action TEXT NOT NULL, pid INTEGER, process TEXT);
+      sha256 TEXT, size INTEGER, source TEXT NOT NULL, action TEXT NOT NULL, pid INTEGER, process TEXT, quarantine_id TEXT);
     """
 
     public init(path: String) throws(SQLiteError) {
         db = try SQLiteDB(path: path, schema: ThreatStore.schema)
-        insert = try db.prepare("INSERT INTO threats (time_ns, name, type, path, sha256, size, source, action, pid, process) VALUES (?,?,?,?,?,?,?,?,?,?)", persistent: true)
+        insert = try db.prepare("INSERT INTO threats (time_ns, name, type, path, sha256, size, source, action, pid, process, quarantine_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)", persistent: true)
     }
 
     deinit { sqlite3_finalize(insert) }
@@ -54,17 +55,18 @@ public final class ThreatStore {
         insert.bind(8, t.action)
         insert.bind(9, t.pid)
         insert.bind(10, t.processName)
+        insert.bind(11, t.quarantineId)
         guard sqlite3_step(insert) == SQLITE_DONE else { throw SQLiteError("insert: \(db.lastError)") }
     }
 
     public func list(limit: Int) throws(SQLiteError) -> [ThreatRecord] {
-        let stmt = try db.prepare("SELECT id, time_ns, name, type, path, sha256, size, source, action, pid, process FROM threats ORDER BY id DESC LIMIT \(max(1, min(limit, 10_000)))")
+        let stmt = try db.prepare("SELECT id, time_ns, name, type, path, sha256, size, source, action, pid, process, quarantine_id FROM threats ORDER BY id DESC LIMIT \(max(1, min(limit, 10_000)))")
         defer { sqlite3_finalize(stmt) }
         var out: [ThreatRecord] = []
         while sqlite3_step(stmt) == SQLITE_ROW {
             out.append(ThreatRecord(id: stmt.int(0), timeNs: stmt.int(1), name: stmt.text(2), type: stmt.text(3), path: stmt.text(4),
                                     sha256: stmt.text(5), size: stmt.int(6), source: stmt.text(7), action: stmt.text(8),
-                                    pid: stmt.int(9), processName: stmt.text(10)))
+                                    pid: stmt.int(9), processName: stmt.text(10), quarantineId: stmt.text(11)))
         }
         return out
     }

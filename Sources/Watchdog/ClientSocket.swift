@@ -12,6 +12,7 @@ enum ClientVerb: String {
     case events
     case threats
     case scan
+    case quarantine
     case reload
     case selftest
 
@@ -21,7 +22,7 @@ enum ClientVerb: String {
         switch self {
         case .status: return .anyone
         case .events, .threats: return .readers
-        case .reload, .selftest, .scan: return .root
+        case .reload, .selftest, .scan, .quarantine: return .root
         }
     }
 }
@@ -88,6 +89,26 @@ extension Watchdog {
                 forwarded = false // our copy is closed by the caller; the room holds its own
             } catch {
                 refuse(fd, "cannot reach the \(roomName) room: \(error)", code: "unavailable")
+            }
+        case .quarantine:
+            // Root's own store: answered here, no event content involved.
+            let id = json["id"]?.string ?? ""
+            switch json["action"]?.string {
+            case "list":
+                reply(fd, .object([("quarantined", .array(quarantine.list().map(\.json)))]))
+            case "restore":
+                do throws(Errno) {
+                    let e = try quarantine.restore(id: id)
+                    log("restored \(e.originalPath) from quarantine")
+                    reply(fd, .object([("ok", .bool(true)), ("restored", e.json)]))
+                } catch { refuse(fd, "restore: \(error)") }
+            case "remove":
+                do throws(Errno) {
+                    try quarantine.remove(id: id)
+                    reply(fd, .object([("ok", .bool(true)), ("removed", .string(id))]))
+                } catch { refuse(fd, "remove: \(error)") }
+            default:
+                refuse(fd, "quarantine action must be list, restore or remove", code: "usage")
             }
         case .reload:
             reload()

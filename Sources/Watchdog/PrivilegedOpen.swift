@@ -64,6 +64,17 @@ extension Watchdog {
             let (status, fd) = PrivilegedOpen.open(path)
             do throws(Errno) { try ch.send(.openResult(status: status), descriptor: fd) } catch {}
             if fd >= 0 { Sys.close(fd) }
+        case .message(.quarantine(let dev, let ino, let threat, let path), _)? where slot.manifest.sends.contains(.quarantine):
+            let reply: Message
+            do throws(Errno) {
+                let id = try quarantine.quarantine(path: path, dev: dev, ino: ino, threat: String(decoding: threat, as: UTF8.self))
+                log("quarantined \(String(decoding: path, as: UTF8.self)) (\(String(decoding: threat, as: UTF8.self))) as \(id)")
+                reply = .quarantineResult(status: 0, id: id)
+            } catch {
+                log("quarantine of \(String(decoding: path, as: UTF8.self)) refused: \(error)")
+                reply = .quarantineResult(status: error.code, id: "")
+            }
+            try? ch.send(reply)
         case .closed?, nil:
             Sys.close(ch.fd)
             slot.requests = nil

@@ -57,6 +57,7 @@ public final class Watchdog {
     var lastStatusAt: Double = 0
     var configError: String?
     var shuttingDown = false
+    let quarantine: QuarantineStore
 
     init(paths: SuitePaths, config: SuiteConfig, account: Account, binDir: String, signals: Int32) {
         self.signals = signals
@@ -65,6 +66,7 @@ public final class Watchdog {
         self.account = account
         self.binDir = binDir
         supervisor = Supervisor(policy: config.sensor.restart)
+        quarantine = QuarantineStore(dir: paths.quarantineDir)
     }
 
     func log(_ s: String) { roomLog("watchdog", s) }
@@ -79,6 +81,7 @@ public final class Watchdog {
         try Sys.mkdirExisting(paths.edrDir, 0o750)
         try Sys.lchown(paths.edrDir, account.uid, account.gid)
         try Sys.chmod(paths.edrDir, 0o750)
+        try quarantine.prepare()
         for dir in [paths.scannerDir] {
             try Sys.mkdirExisting(dir, 0o750)
             try Sys.lchown(dir, account.uid, account.gid)
@@ -122,7 +125,9 @@ public final class Watchdog {
         case "scanner":
             argv += ["--definitions", binDir + "/definitions"]
             // Defender's enforcement levels: only real_time scans what is written and executed.
-            if config.enforcementLevel == "real_time" { argv.append("--real-time") }
+            if config.enforcementLevel == "real_time" { argv += ["--real-time", "--remediate"] }
+            for (type, action) in config.threatTypeSettings.sorted(by: { $0.key < $1.key }) { argv += ["--policy", "\(type)=\(action)"] }
+            for name in config.allowedThreats { argv += ["--allowed", name] }
         default:
             break
         }
@@ -287,7 +292,8 @@ public final class Watchdog {
         case .success(let c):
             configError = nil
             let collectorChanged = c.globalExclusions != config.globalExclusions || c.sensor != config.sensor
-            let scannerChanged = c.enforcementLevel != config.enforcementLevel
+            let scannerChanged = c.enforcementLevel != config.enforcementLevel || c.threatTypeSettings != config.threatTypeSettings
+                || c.allowedThreats != config.allowedThreats
             config = c
             supervisor = Supervisor(policy: c.sensor.restart)
             log("configuration reloaded")

@@ -82,6 +82,19 @@ final class SuiteTests: XCTestCase {
         XCTAssertEqual(t["type"]?.string, "virus")
         XCTAssertEqual(t["source"]?.string, "real_time")
         XCTAssertEqual(t["sha256"]?.string, "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f")
+        // real_time enforcement remediates: the file went to quarantine.
+        XCTAssertEqual(t["action"]?.string, "quarantined")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path))
+        let q = try JSON.parse(try s.cli(["threat", "quarantine", "list", "--output", "json"]).out)
+        let entry = try XCTUnwrap(q["quarantined"]?.array?.first { $0["original_path"]?.string == path })
+        XCTAssertEqual(entry["id"]?.string, t["quarantine_id"]?.string)
+        XCTAssertEqual(entry["owner_uid"]?.int, Int(nobody.uid))
+        // Restore puts it back as it was (owner, mode); remove after the test.
+        let id = try XCTUnwrap(entry["id"]?.string)
+        XCTAssertEqual(try s.cli(["threat", "quarantine", "restore", "--id", id]).code, 0)
+        let st = try Sys.lstat(path)
+        XCTAssertEqual(st.st_uid, nobody.uid)
+        XCTAssertEqual(st.st_mode & 0o777, 0o600)
     }
 
     func testCustomScanOfTheClamAVTestFiles() throws {

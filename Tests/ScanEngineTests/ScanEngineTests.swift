@@ -102,3 +102,24 @@ final class HashSignatureTests: XCTestCase {
         XCTAssertThrowsError(try FileHasher.digests(fd: fd, kinds: [.sha256], maxBytes: 4096))
     }
 }
+
+final class ThreatPolicyTests: XCTestCase {
+    let eicar = Detection(name: "Virus.Test.EICAR-Test-File", type: .virus, engine: "hash")
+    let pua = Detection(name: "PUA.Linux.Miner", type: .potentiallyUnwantedApplication, engine: "hash")
+
+    func testMalwareIsBlockedOnlyWhenRemediating() {
+        XCTAssertEqual(ThreatPolicy(remediate: true).action(for: eicar), .block)
+        XCTAssertEqual(ThreatPolicy(remediate: false).action(for: eicar), .audit)
+    }
+
+    func testPUAFollowsItsPolicyAndDefaultsToAudit() {
+        XCTAssertEqual(ThreatPolicy(remediate: true).action(for: pua), .audit)
+        XCTAssertEqual(ThreatPolicy.parse(remediate: true, policies: ["potentially_unwanted_application=block"], allowed: []).action(for: pua), .block)
+        XCTAssertEqual(ThreatPolicy.parse(remediate: false, policies: ["potentially_unwanted_application=block"], allowed: []).action(for: pua), .audit)
+        XCTAssertEqual(ThreatPolicy.parse(remediate: true, policies: ["potentially_unwanted_application=off"], allowed: []).action(for: pua), .off)
+    }
+
+    func testAllowedThreatsAreNotActedOn() {
+        XCTAssertEqual(ThreatPolicy.parse(remediate: true, policies: [], allowed: [eicar.name]).action(for: eicar), .allowed)
+    }
+}

@@ -13,6 +13,8 @@ final class WireTests: XCTestCase {
             (.query(uid: 1000, gid: 1000, request: Array("{\"verb\":\"events\"}".utf8)), true),
             (.openForScan(path: Array("/tmp/x".utf8)), false),
             (.openResult(status: 0), true), (.openResult(status: 13), false),
+            (.quarantine(dev: 1, ino: 2, threat: Array("Eicar".utf8), path: Array("/tmp/e".utf8)), false),
+            (.quarantineResult(status: 0, id: "0123456789abcdef0123456789abcdef"), false),
         ]
         XCTAssertEqual(Set(messages.map { $0.0.type }), Set(MessageType.allCases))
         for (m, fd) in messages {
@@ -41,6 +43,12 @@ final class WireTests: XCTestCase {
         XCTAssertThrowsError(try Message.decode(Message.openForScan(path: Array("/a\0b".utf8)).encode(pid: 1), hasDescriptor: false))
         XCTAssertThrowsError(try Message.decode(Message.openResult(status: 0).encode(pid: 1), hasDescriptor: false), "success without the descriptor")
         XCTAssertThrowsError(try Message.decode(Message.openResult(status: 2).encode(pid: 1), hasDescriptor: true), "failure with a descriptor")
+    }
+
+    func testQuarantineRequestsAreChecked() {
+        XCTAssertThrowsError(try Message.decode(Message.quarantine(dev: 1, ino: 2, threat: Array("bad name".utf8), path: Array("/x".utf8)).encode(pid: 1), hasDescriptor: false))
+        XCTAssertThrowsError(try Message.decode(Message.quarantine(dev: 1, ino: 2, threat: Array("T".utf8), path: Array("x".utf8)).encode(pid: 1), hasDescriptor: false))
+        XCTAssertThrowsError(try Message.decode(Message.quarantineResult(status: 0, id: "../../etc/passwd0000000000000000").encode(pid: 1), hasDescriptor: false))
     }
 
     func testCollectorInfoStringsAreSanitised() throws {

@@ -67,6 +67,13 @@ int mdatp_getresuid(uint32_t *r, uint32_t *e, uint32_t *s);
 int mdatp_getresgid(uint32_t *r, uint32_t *e, uint32_t *s);
 int mdatp_accept4(int fd, int flags);
 
+/* openat2(dirfd, path, flags, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS):
+ * no symlink anywhere in the path is followed. -errno (ENOSYS before 5.6). */
+int mdatp_openat_no_symlinks(int dirfd, const char *path, int flags, unsigned mode);
+
+/* getrandom(2), blocking until the pool is ready; bytes written or -errno. */
+long mdatp_getrandom(void *buf, size_t n);
+
 /* The filesystem magic of an open file (statfs.f_type), or -errno. */
 long mdatp_fstatfs_type(int fd);
 

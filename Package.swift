@@ -66,6 +66,7 @@ let package = Package(
         .testTarget(name: "WatchdogTests", dependencies: ["Watchdog", "MdatpRoom", "MdatpWire"]),
         .testTarget(name: "EDRTests", dependencies: ["EDR", "MdatpEvents", "MdatpJSON"]),
         .testTarget(name: "ScanEngineTests", dependencies: ["ScanEngine"]),
+        .testTarget(name: "CollectorTests", dependencies: ["Collector", "CMdatpABI"]),
         .testTarget(name: "IntegrationTests", dependencies: ["MdatpSystem", "MdatpConfig", "MdatpRoom", "MdatpJSON"]),
     ],
     swiftLanguageModes: [.v5]

@@ -123,6 +123,8 @@ struct mdatp_bss_view mdatp_bpf_bss(mdatp_collector_bpf *b)
 		.calib_fmode = b->skel->bss->calib_fmode,
 		.calib_count = &b->skel->bss->calib_count,
 		.fmode_created_mask = &b->skel->bss->fmode_created_mask,
+		.exec_blocking = &b->skel->bss->exec_blocking,
+		.deny_table = b->skel->bss->deny_table,
 	};
 	return v;
 }

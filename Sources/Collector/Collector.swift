@@ -47,6 +47,8 @@ final class CollectorLoop {
         for c in consumers { c.producer.flushWakeup() }
     }
 
+    var denyEntries: UInt64 = 0
+
     func heartbeat() -> Heartbeat {
         let k = bss.counters!.pointee
         return Heartbeat([
@@ -55,6 +57,7 @@ final class CollectorLoop {
             k.class_dropped.0, k.class_dropped.1, k.class_dropped.2, k.class_dropped.3,
             k.filtered_suite, k.filtered_excluded,
             copied, droppedDownstream, received,
+            k.exec_blocked, k.deny_corrupt, denyEntries,
         ])
     }
 }
@@ -116,6 +119,8 @@ public enum CollectorRoom {
 
         if mdatp_bpf_attach(bpf, &err, err.count) != 0 { roomFail(name, String(cString: err), code: RoomExit.transient) }
         let calibrated = calibrateCreatedFlag(loop.bss, dir: paths.runDir)
+        let deny = DenyTable(slots: loop.bss.deny_table!)
+        if args.flag("exec-blocking") { loop.bss.exec_blocking!.pointee = 1 }
 
         // 5. Consumer rings, inherited at fixed descriptors.
         for (i, spec) in args.all("consumer").enumerated() {
@@ -165,6 +170,15 @@ public enum CollectorRoom {
                     exit(RoomExit.ok)
                 case .message(.selftestForbidden, _)?:
                     sandboxSelftest(name)
+                case .message(.execBlocking(let on), _)?:
+                    loop.bss.exec_blocking!.pointee = on ? 1 : 0
+                    roomLog(name, "kernel exec blocking \(on ? "on" : "off")")
+                case .message(.denyUpdate(let dev, let ino), _)?:
+                    switch deny.insert(dev: kernelDev(dev), ino: ino) {
+                    case .added: loop.denyEntries &+= 1
+                    case .present: break
+                    case .full: roomLog(name, "deny table: no free slot for \(dev):\(ino)")
+                    }
                 case .closed?, nil:
                     exit(RoomExit.ok)
                 default:

@@ -42,6 +42,9 @@ enum HealthReport {
         let collector = rooms.first { $0["name"]?.string == "collector" }
         let sensorUp = running && collector?["state"]?.string == "running" && status?["sensor"]?["hook_family"]?.string != nil
         if running && !sensorUp && !issues.contains(where: { $0.contains("collector") }) { issues.append("the eBPF sensor is not loaded") }
+        if (collector?["counters"]?["deny_table_corrupt"]?.int ?? 0) > 0 {
+            issues.append("the kernel exec deny table is corrupt: exec blocking fails open")
+        }
         let scannerUp = running && rooms.contains { $0["name"]?.string == "scanner" && $0["state"]?.string == "running" }
         let expiry = Double(expiryUnix)
         if nowUnix > expiry { issues.append("this build has expired: update mdatp") }
@@ -63,6 +66,7 @@ enum HealthReport {
             HealthField(name: "behavior_monitoring", value: .string(c.behaviorMonitoring), managed: m("antivirusEngine.behaviorMonitoring")),
             HealthField(name: "cloud_enabled", value: .bool(c.cloudEnabled), managed: m("cloudService.enabled")),
             HealthField(name: "automatic_definition_update_enabled", value: .bool(c.automaticDefinitionUpdateEnabled), managed: m("cloudService.automaticDefinitionUpdateEnabled")),
+            HealthField(name: "exec_blocking", value: .string(c.execBlockingActive ? "enabled" : "disabled"), managed: m("antivirusEngine.kernelExecBlocking")),
             HealthField(name: "supplementary_events_subsystem", value: .string(sensorUp ? "ebpf" : "unavailable"), managed: m("features.ebpfSupplementaryEventProvider")),
             HealthField(name: "sensor_hook_family", value: .string(sensorUp ? status?["sensor"]?["hook_family"]?.string ?? "" : "unavailable"), managed: false),
             HealthField(name: "edr_group_ids", value: .string(c.edrGroupIds), managed: m("edr.groupIds")),

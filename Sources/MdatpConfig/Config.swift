@@ -60,6 +60,8 @@ public struct SuiteConfig: Equatable, Sendable {
     /// threatTypeSettings: potentially_unwanted_application / archive_bomb -> block | audit | off.
     public var threatTypeSettings: [String: String] = ["potentially_unwanted_application": "audit", "archive_bomb": "audit"]
     public var allowedThreats: [String] = []
+    /// Ours: in real_time enforcement, stop detected executables in the kernel at exec.
+    public var kernelExecBlocking = "enabled"
     public var ebpfSupplementaryEventProvider = "enabled"
     public var cloudEnabled = true
     public var automaticDefinitionUpdateEnabled = true
@@ -71,6 +73,7 @@ public struct SuiteConfig: Equatable, Sendable {
     public init() {}
 
     public var globalExclusions: [Exclusion] { exclusions.filter { $0.scopes.contains(.global) } }
+    public var execBlockingActive: Bool { enforcementLevel == "real_time" && kernelExecBlocking == "enabled" }
 }
 
 public enum ConfigLoader {
@@ -120,6 +123,8 @@ public struct ParsedConfig: Sendable {
     /// threatTypeSettings: potentially_unwanted_application / archive_bomb -> block | audit | off.
     public var threatTypeSettings: [String: String] = ["potentially_unwanted_application": "audit", "archive_bomb": "audit"]
     public var allowedThreats: [String] = []
+    /// Ours: in real_time enforcement, stop detected executables in the kernel at exec.
+    public var kernelExecBlocking = "enabled"
 
     init(file: String) { self.file = file }
 
@@ -222,6 +227,7 @@ enum Schema {
             "exclusionsMergePolicy": oneOf(["merge", "admin_only"]),
             "threatTypeSettings": threatTypeSettings,
             "allowedThreats": allowedThreats,
+            "kernelExecBlocking": enabledDisabled,
         ],
         "exclusionSettings": [
             "mergePolicy": oneOf(["merge", "admin_only"]),
@@ -324,6 +330,7 @@ extension SuiteConfig {
         case "antivirusEngine.threatTypeSettings":
             for t in v.array! { threatTypeSettings[t["key"]!.string!] = t["value"]!.string! }
         case "antivirusEngine.allowedThreats": allowedThreats = v.array!.compactMap(\.string)
+        case "antivirusEngine.kernelExecBlocking": kernelExecBlocking = v.string!
         case "features.ebpfSupplementaryEventProvider": ebpfSupplementaryEventProvider = v.string!
         case "cloudService.enabled": cloudEnabled = v.bool!
         case "cloudService.automaticDefinitionUpdateEnabled": automaticDefinitionUpdateEnabled = v.bool!

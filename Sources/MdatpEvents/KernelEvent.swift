@@ -146,6 +146,7 @@ public enum EventFlag {
     public static let setgidExec: UInt16 = 0x0010
     public static let pathRelative: UInt16 = 0x0020
     public static let stringTruncated: UInt16 = 0x0040
+    public static let execBlocked: UInt16 = 0x0080
 }
 
 struct Reader {

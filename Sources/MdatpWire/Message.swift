@@ -14,6 +14,10 @@ public enum MessageType: UInt16, CaseIterable, Sendable {
     case openResult = 14        // watchdog -> scanner: 0 and the descriptor, or an errno
     case quarantine = 15        // scanner -> watchdog (request channel): move this file to quarantine
     case quarantineResult = 16  // watchdog -> scanner: 0 and the quarantine id, or an errno
+    case denyExecutable = 17    // scanner -> watchdog (request channel): stop this file at exec
+    case denyResult = 18        // watchdog -> scanner: 0 or an errno
+    case denyUpdate = 19        // watchdog -> collector: add this identity to the kernel deny table
+    case execBlocking = 20      // watchdog -> collector: turn kernel exec blocking on or off
 
     /// Allowed payload length range.
     public var lengths: ClosedRange<Int> {
@@ -26,6 +30,8 @@ public enum MessageType: UInt16, CaseIterable, Sendable {
         case .openResult: return 4...4
         case .quarantine: return 20...(20 + Message.maxThreatNameBytes + Message.maxPathBytes)
         case .quarantineResult: return 36...36
+        case .denyExecutable, .denyUpdate: return 16...16
+        case .denyResult, .execBlocking: return 4...4
         }
     }
 
@@ -62,6 +68,11 @@ public enum Message: Equatable, Sendable {
     case quarantine(dev: UInt64, ino: UInt64, threat: [UInt8], path: [UInt8])
     /// 0 and the id (32 hex digits), else an errno.
     case quarantineResult(status: Int32, id: String)
+    /// A file identity (st_dev as stat(2) gives it, inode).
+    case denyExecutable(dev: UInt64, ino: UInt64)
+    case denyResult(status: Int32)
+    case denyUpdate(dev: UInt64, ino: UInt64)
+    case execBlocking(enabled: Bool)
 
     public static let headerBytes = 16
     public static let maxQueryBytes = 4096
@@ -81,6 +92,10 @@ public enum Message: Equatable, Sendable {
         case .openResult: return .openResult
         case .quarantine: return .quarantine
         case .quarantineResult: return .quarantineResult
+        case .denyExecutable: return .denyExecutable
+        case .denyResult: return .denyResult
+        case .denyUpdate: return .denyUpdate
+        case .execBlocking: return .execBlocking
         }
     }
 
@@ -110,6 +125,13 @@ public enum Message: Equatable, Sendable {
             var b = Array(id.utf8.prefix(32))
             while b.count < 32 { b.append(0x30) }
             payload += b
+        case .denyExecutable(let dev, let ino), .denyUpdate(let dev, let ino):
+            payload.appendLE(dev)
+            payload.appendLE(ino)
+        case .denyResult(let status):
+            payload.appendLE(UInt32(bitPattern: status))
+        case .execBlocking(let on):
+            payload.appendLE(UInt32(on ? 1 : 0))
         }
         var out: [UInt8] = []
         out.reserveCapacity(Message.headerBytes + payload.count)
@@ -161,13 +183,23 @@ public enum Message: Equatable, Sendable {
             let id = payload[4...]
             guard id.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else { throw ProtocolViolation(reason: "quarantine id not hex") }
             return .quarantineResult(status: Int32(bitPattern: payload.readLE(UInt32.self, at: 0)), id: String(decoding: id, as: UTF8.self))
+        case .denyExecutable:
+            return .denyExecutable(dev: payload.readLE(UInt64.self, at: 0), ino: payload.readLE(UInt64.self, at: 8))
+        case .denyUpdate:
+            return .denyUpdate(dev: payload.readLE(UInt64.self, at: 0), ino: payload.readLE(UInt64.self, at: 8))
+        case .denyResult:
+            return .denyResult(status: Int32(bitPattern: payload.readLE(UInt32.self, at: 0)))
+        case .execBlocking:
+            let v = payload.readLE(UInt32.self, at: 0)
+            guard v <= 1 else { throw ProtocolViolation(reason: "execBlocking \(v)") }
+            return .execBlocking(enabled: v == 1)
         }
     }
 }
 
 /// A room's counters: a fixed vector, named per room by its manifest.
 public struct Heartbeat: Equatable, Sendable {
-    public static let slots = 16
+    public static let slots = 24
     public static let byteCount = slots * 8
     public var counters: [UInt64]
 

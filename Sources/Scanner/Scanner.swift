@@ -39,6 +39,7 @@ struct ScanItem {
     let path: [UInt8]
     let pid: UInt32
     let process: String
+    var blockedAtExec = false
 }
 
 /// An on-demand scan: a bounded stack of paths, answered on the client's socket.
@@ -126,7 +127,7 @@ final class ScannerLoop {
 
     /// Acts on a detection by policy (quarantine through the watchdog, or audit)
     /// and records it. nil when the policy says off.
-    func record(_ d: Detection, path: [UInt8], fd: Int32, source: String, pid: UInt32, process: String) -> ThreatRecord? {
+    func record(_ d: Detection, path: [UInt8], fd: Int32, source: String, pid: UInt32, process: String, blockedAtExec: Bool = false) -> ThreatRecord? {
         let decision = policy.action(for: d)
         if decision == .off { return nil }
         let sha = (try? FileHasher.digests(fd: fd, kinds: [.sha256], maxBytes: maxFileBytes)).map { FileDigests.hex($0.sha256) } ?? ""
@@ -134,8 +135,11 @@ final class ScannerLoop {
         var action = decision == .allowed ? "allowed" : "audited"
         var quarantineId = ""
         if decision == .block, let st {
+            // First stop it at exec (other names of the inode included), then move it.
+            deny(dev: UInt64(st.st_dev), ino: UInt64(st.st_ino))
             (action, quarantineId) = quarantine(path: path, dev: UInt64(st.st_dev), ino: UInt64(st.st_ino), threat: d.name)
         }
+        if blockedAtExec { action = "blocked_at_exec" + (action == "quarantined" ? ", quarantined" : "") }
         var t = ThreatRecord(timeNs: Int64(Sys.clockNs(CLOCK_REALTIME)), name: d.name, type: d.type.rawValue,
                              path: String(decoding: path, as: UTF8.self), sha256: sha, size: st.map { Int64($0.st_size) } ?? 0,
                              source: source, action: action, pid: Int64(pid), processName: process)
@@ -144,6 +148,26 @@ final class ScannerLoop {
         do throws(SQLiteError) { try store.add(t) } catch { roomLog("scanner", "threat store: \(error)") }
         roomLog("scanner", "threat \(d.name) (\(d.type.rawValue)) in \(t.path), \(source): \(action)")
         return t
+    }
+
+    /// Asks the watchdog to have the kernel stop this file at exec (best effort:
+    /// refused when blocking is off).
+    func deny(dev: UInt64, ino: UInt64) {
+        do throws(Errno) {
+            try requests.send(.denyExecutable(dev: dev, ino: ino))
+            switch try requests.receive() {
+            case .message(.denyResult, _): return
+            case .message(_, let fd):
+                if fd >= 0 { Sys.close(fd) }
+                roomFail("scanner", "unexpected reply on the request channel", code: 1)
+            case .closed:
+                roomFail("scanner", "request channel closed", code: RoomExit.transient)
+            case .violation(let v):
+                roomFail("scanner", "\(v)", code: 1)
+            }
+        } catch {
+            roomLog("scanner", "deny request failed: \(error)")
+        }
     }
 
     /// Asks the watchdog to move the file to quarantine; the action to record and the id.
@@ -174,7 +198,8 @@ final class ScannerLoop {
         case .file(let f) where ev.kind == .fileCloseWrite:
             item = ScanItem(path: Array(f.path.utf8), pid: ev.header.tgid, process: ev.header.comm)
         case .exec(let x):
-            item = ScanItem(path: Array(x.exe.utf8), pid: ev.header.tgid, process: ev.header.comm)
+            item = ScanItem(path: Array(x.exe.utf8), pid: ev.header.tgid, process: ev.header.comm,
+                            blockedAtExec: ev.header.flags & EventFlag.execBlocked != 0)
         default:
             return
         }
@@ -189,13 +214,14 @@ final class ScannerLoop {
     /// Scans what the kernel reported; duplicates in one batch are scanned once.
     func drainQueue() {
         var seen = Set<[UInt8]>()
-        for item in queue where seen.insert(item.path).inserted {
+        for item in queue where seen.insert(item.path).inserted || item.blockedAtExec {
             switch open(item.path) {
             case .failure:
                 counters.refused &+= 1
             case .success(let fd):
                 switch scan(fd: fd) {
-                case .success(let d?): _ = record(d, path: item.path, fd: fd, source: "real_time", pid: item.pid, process: item.process)
+                case .success(let d?):
+                    _ = record(d, path: item.path, fd: fd, source: "real_time", pid: item.pid, process: item.process, blockedAtExec: item.blockedAtExec)
                 case .success(nil): break
                 case .failure: counters.errors &+= 1
                 }

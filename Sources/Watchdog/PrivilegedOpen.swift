@@ -4,6 +4,7 @@
 // time change, regular files and directories only, never on a pseudo
 // filesystem (/proc, /sys, …). Anything else is refused with an errno.
 import Glibc
+import MdatpRoom
 import MdatpSystem
 import MdatpWire
 
@@ -55,6 +56,28 @@ public enum PrivilegedOpen {
 }
 
 extension Watchdog {
+    /// Adds a file identity to the kernel's deny table (through the collector),
+    /// unless blocking is off or the file is one of the suite's own programs.
+    /// The suite's own programs are never denied nor quarantined.
+    func suiteProgram(dev: UInt64, ino: UInt64) -> String? {
+        let own = ["mdatp-watchdog", "mdatp"] + Rooms.all.map(\.executable)
+        return own.first { exe in
+            guard let st = try? Sys.stat(binDir + "/" + exe) else { return false }
+            return UInt64(st.st_dev) == dev && UInt64(st.st_ino) == ino
+        }
+    }
+
+    func denyExecutable(dev: UInt64, ino: UInt64) -> Int32 {
+        guard config.execBlockingActive else { return ENOTSUP }
+        if let exe = suiteProgram(dev: dev, ino: ino) {
+            log("refused to deny the suite's own \(exe)")
+            return EPERM
+        }
+        guard case .running = collector.supervision.state, let ch = collector.channel else { return EAGAIN }
+        do throws(Errno) { try ch.send(.denyUpdate(dev: dev, ino: ino)) } catch { return error.code }
+        return 0
+    }
+
     /// One request from a room's request channel.
     func serveRequest(_ slot: RoomSlot) {
         guard let ch = slot.requests else { return }
@@ -67,6 +90,7 @@ extension Watchdog {
         case .message(.quarantine(let dev, let ino, let threat, let path), _)? where slot.manifest.sends.contains(.quarantine):
             let reply: Message
             do throws(Errno) {
+                if let exe = suiteProgram(dev: dev, ino: ino) { throw Errno(EPERM, "quarantine of the suite's own \(exe)") }
                 let id = try quarantine.quarantine(path: path, dev: dev, ino: ino, threat: String(decoding: threat, as: UTF8.self))
                 log("quarantined \(String(decoding: path, as: UTF8.self)) (\(String(decoding: threat, as: UTF8.self))) as \(id)")
                 reply = .quarantineResult(status: 0, id: id)
@@ -75,6 +99,8 @@ extension Watchdog {
                 reply = .quarantineResult(status: error.code, id: "")
             }
             try? ch.send(reply)
+        case .message(.denyExecutable(let dev, let ino), _)? where slot.manifest.sends.contains(.denyExecutable):
+            try? ch.send(.denyResult(status: denyExecutable(dev: dev, ino: ino)))
         case .closed?, nil:
             Sys.close(ch.fd)
             slot.requests = nil

@@ -109,6 +109,7 @@ public final class Watchdog {
         switch slot.manifest.name {
         case "collector":
             argv += ["--process-ring-bytes", "\(s.processRingBytes)", "--activity-ring-bytes", "\(s.activityRingBytes)"]
+            if config.execBlockingActive { argv.append("--exec-blocking") }
             for r in rooms where r.ring != nil { argv += ["--consumer", "\(r.manifest.name):\(r.manifest.eventClasses)"] }
             for e in config.globalExclusions {
                 switch e {
@@ -292,6 +293,7 @@ public final class Watchdog {
         case .success(let c):
             configError = nil
             let collectorChanged = c.globalExclusions != config.globalExclusions || c.sensor != config.sensor
+            let blockingChanged = c.execBlockingActive != config.execBlockingActive
             let scannerChanged = c.enforcementLevel != config.enforcementLevel || c.threatTypeSettings != config.threatTypeSettings
                 || c.allowedThreats != config.allowedThreats
             config = c
@@ -303,6 +305,10 @@ public final class Watchdog {
                 // The kernel filters are filled at load: a new collector applies them.
                 log("sensor settings changed: restarting the collector")
                 try? Sys.kill(pid, SIGTERM)
+            }
+            if blockingChanged && !collectorChanged {
+                // Switched in place: a collector restart would leave the kernel unwatched for seconds.
+                try? collector.channel?.send(.execBlocking(enabled: c.execBlockingActive))
             }
             if scannerChanged, let pid = rooms.first(where: { $0.manifest.name == "scanner" })?.supervision.state.pid {
                 log("enforcement level now \(c.enforcementLevel): restarting the scanner")

@@ -104,12 +104,27 @@ final class SuiteTests: XCTestCase {
             if ProcessInfo.processInfo.environment["CI"] == "true" { return XCTFail("clamav-testfiles missing: make deps installs it") }
             throw XCTSkip("clamav-testfiles is not installed (make deps)")
         }
+        // on_demand enforcement: scans report without remediating (the package's files must stay).
+        func restartScanner(_ config: String) throws {
+            let old = s.room("scanner", in: s.status())?["pid"]?.int ?? 0
+            try s.writeConfig(config)
+            kill(s.watchdogPid, SIGHUP)
+            try s.waitUntil("scanner restarted", timeout: 60) { st in
+                let r = s.room("scanner", in: st)
+                return r?["state"]?.string == "running" && (r?["pid"]?.int ?? 0) != old
+            }
+        }
+        try restartScanner(SuiteTests.config.replacingOccurrences(of: "real_time", with: "on_demand"))
+        defer { try? restartScanner(SuiteTests.config) }
         let r = try s.cli(["scan", "custom", "--path", dir, "--output", "json"])
         XCTAssertEqual(r.code, 0, r.err)
         let summary = try JSON.parse(r.out)
         XCTAssertEqual(summary["scanned"]?.int, 44)
-        let names = Set(summary["threats"]?.array?.compactMap { $0["path"]?.string } ?? [])
-        XCTAssertTrue(names.contains(dir + "/clam.exe"), r.out)
+        let found = summary["threats"]?.array ?? []
+        let clam = found.first { $0["path"]?.string == dir + "/clam.exe" }
+        XCTAssertEqual(clam?["name"]?.string, "ClamAV-Test-File", r.out)
+        XCTAssertEqual(clam?["action"]?.string, "audited")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/clam.exe"))
         // Hash signatures reach the bare test program; the packed and archived copies need the
         // body-signature and archive engines (next).
         XCTAssertEqual(try s.cli(["scan", "custom", "--path", "/proc/self"]).code, 0)
@@ -500,6 +515,103 @@ final class CrashLoopTests: XCTestCase {
         // SIGTERM: the rooms stop in order and the watchdog exits 0.
         XCTAssertEqual(s.stop(), 0)
         XCTAssertTrue(s.tailOfLog().contains("all rooms stopped"))
+    }
+}
+
+/// Kernel exec blocking, with definitions made for the test: a dropper written
+/// with a second hard link is quarantined, and the other name is killed at exec.
+final class ExecBlockingTests: XCTestCase {
+    func testADetectedExecutableIsKilledAtExecEvenUnderAnotherName() throws {
+        try requireRoot()
+        let bin = try makeTempDir("mdatp-bin-av")
+        defer { try? FileManager.default.removeItem(atPath: bin) }
+        for exe in ["mdatp-watchdog", "mdatp-collector", "mdatp-edr", "mdatp-scanner", "mdatp"] {
+            try FileManager.default.createSymbolicLink(atPath: bin + "/" + exe, withDestinationPath: Harness.binDir + "/" + exe)
+        }
+        // A runnable program no one else has: /usr/bin/true with random bytes after it.
+        var dropper = [UInt8](try Data(contentsOf: URL(fileURLWithPath: realPath("/usr/bin/true"))))
+        dropper += Sys.randomBytes(64)
+        let sha = try sha256Hex(dropper)
+        // The suite's own EDR program, to check it is never denied nor quarantined.
+        let edrPath = realPath(Harness.binDir + "/mdatp-edr")
+        let edrSha = try sha256Hex([UInt8](try Data(contentsOf: URL(fileURLWithPath: edrPath))))
+        let edrSize = try Sys.stat(edrPath).st_size
+        try FileManager.default.createDirectory(atPath: bin + "/definitions", withIntermediateDirectories: true)
+        try "\(sha):\(dropper.count):Unix.Trojan.TestDropper\n\(edrSha):\(edrSize):Unix.Trojan.NotReally\n"
+            .write(toFile: bin + "/definitions/test.hsb", atomically: true, encoding: .utf8)
+        let s = try Suite(name: "av", config: #"{"antivirusEngine": {"enforcementLevel": "real_time"}, "sensor": {"statusIntervalSeconds": 1}}"#,
+                          watchdogBinDir: bin)
+        try s.start(waitFor: ["collector", "edr", "scanner"])
+        defer { s.stop() }
+
+        let dir = try makeTempDir("mdatp-drop")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let first = dir + "/dropper", second = dir + "/dropper-link"
+        let fd = open(first, O_WRONLY | O_CREAT | O_EXCL, 0o755)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        _ = dropper.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        XCTAssertEqual(link(first, second), 0)
+        close(fd)
+        // Written: detected, denied in the kernel, quarantined (the first name).
+        try waitForThreat(s, path: first) { $0["action"]?.string == "quarantined" }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: first))
+        // The second name is the same inode: killed before its first instruction.
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: second)
+        try p.run()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationReason, .uncaughtSignal)
+        XCTAssertEqual(p.terminationStatus, SIGKILL)
+        let t = try waitForThreat(s, path: second) { ($0["action"]?.string ?? "").hasPrefix("blocked_at_exec") }
+        XCTAssertEqual(t["type"]?.string, "trojan")
+        let exec = try s.waitForEvent(pid: p.processIdentifier, type: "exec")
+        XCTAssertEqual(exec["flags"]?.array?.compactMap(\.string).contains("exec_blocked"), true)
+        // Counted by the kernel, reported in the collector's next heartbeat.
+        let st = try s.waitUntil("exec_blocked counted", timeout: 20) { st in
+            (s.room("collector", in: st)?["counters"]?["exec_blocked"]?.int ?? 0) >= 1
+        }
+        XCTAssertEqual(s.room("collector", in: st)?["counters"]?["deny_table_corrupt"]?.int, 0)
+        // Other programs are unaffected.
+        let ok = Process()
+        ok.executableURL = URL(fileURLWithPath: "/usr/bin/true")
+        try ok.run()
+        ok.waitUntilExit()
+        XCTAssertEqual(ok.terminationStatus, 0)
+
+        // The suite's own program matches a signature: reported, but neither denied nor moved.
+        let r = try s.cli(["scan", "custom", "--path", edrPath, "--output", "json"])
+        let own = try XCTUnwrap(try JSON.parse(r.out)["threats"]?.array?.first, r.out)
+        XCTAssertTrue(own["action"]?.string?.hasPrefix("quarantine_failed") ?? false, own.serialized())
+        XCTAssertTrue(FileManager.default.fileExists(atPath: edrPath))
+        XCTAssertEqual(s.room("edr", in: s.status())?["state"]?.string, "running")
+    }
+
+    @discardableResult
+    func waitForThreat(_ s: Suite, path: String, _ ok: (JSON) -> Bool) throws -> JSON {
+        let deadline = Date().addingTimeInterval(20)
+        var last = ""
+        while Date() < deadline {
+            let r = try s.cli(["threat", "list", "--output", "json"])
+            last = r.out
+            if let t = try JSON.parse(r.out)["threats"]?.array?.first(where: { $0["path"]?.string == path && ok($0) }) { return t }
+            usleep(200_000)
+        }
+        throw HarnessError(description: "no matching threat for \(path): \(last)\n\(s.tailOfLog())")
+    }
+
+    func sha256Hex(_ bytes: [UInt8]) throws -> String {
+        let tmp = try makeTempDir("mdatp-sha") + "/f"
+        defer { try? FileManager.default.removeItem(atPath: (tmp as NSString).deletingLastPathComponent) }
+        try Data(bytes).write(to: URL(fileURLWithPath: tmp))
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
+        p.arguments = [tmp]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let d = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return String(String(decoding: d, as: UTF8.self).prefix(64))
     }
 }
 

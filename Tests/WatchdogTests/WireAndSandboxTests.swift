@@ -15,6 +15,8 @@ final class WireTests: XCTestCase {
             (.openResult(status: 0), true), (.openResult(status: 13), false),
             (.quarantine(dev: 1, ino: 2, threat: Array("Eicar".utf8), path: Array("/tmp/e".utf8)), false),
             (.quarantineResult(status: 0, id: "0123456789abcdef0123456789abcdef"), false),
+            (.denyExecutable(dev: 0xfe00, ino: 42), false), (.denyResult(status: 0), false), (.denyUpdate(dev: 0xfe00, ino: 42), false),
+            (.execBlocking(enabled: true), false),
         ]
         XCTAssertEqual(Set(messages.map { $0.0.type }), Set(MessageType.allCases))
         for (m, fd) in messages {

@@ -86,6 +86,10 @@ struct {
 	__type(value, __u8);
 } excluded_prefixes SEC(".maps");
 
+/* Kernel exec blocking (see mdatp_abi.h); off until the collector turns it on. */
+__u32 exec_blocking = 0;
+struct mdatp_deny_entry deny_table[MDATP_DENY_SLOTS] = {};
+
 /* Counters, read by the collector through the mmapped .bss. */
 struct mdatp_kernel_counters counters = {};
 

@@ -74,6 +74,7 @@ enum mdatp_event_type {
 #define MDATP_F_SETGID_EXEC 0x0010     /* exe has S_ISGID */
 #define MDATP_F_PATH_RELATIVE 0x0020   /* dir part could not be resolved */
 #define MDATP_F_STR_TRUNCATED 0x0040   /* a name string was cut */
+#define MDATP_F_EXEC_BLOCKED 0x0080    /* exec: the image is denied; SIGKILL sent before it ran */
 
 /* Cred-change syscalls (mdatp_sensitive_event.arg[0] for MDATP_EV_CRED_CHANGE). */
 enum mdatp_cred_op {
@@ -189,6 +190,30 @@ struct mdatp_sensitive_event {
 	__u32 reserved1;
 };
 
+/* Kernel exec blocking: an open-addressing table of denied executables by
+ * identity, in the program's .bss (mmapped by the collector, which keeps
+ * writing it without any privilege). Probes at most MDATP_DENY_PROBES slots
+ * from hash(ino, dev); an entry is used only when its state is exactly
+ * MDATP_DENY_VALID, and any other non-empty state is corruption: counted and
+ * ignored (fail open). */
+#define MDATP_DENY_SLOTS 4096
+#define MDATP_DENY_PROBES 8
+#define MDATP_DENY_EMPTY 0u
+#define MDATP_DENY_VALID 0xB10C5AFEu
+#define MDATP_DENY_REMOVED 0x0DEAD0FFu
+
+struct mdatp_deny_entry {
+	__u64 ino;
+	__u32 dev;   /* kernel dev_t */
+	__u32 state; /* written last (release) by the collector */
+};
+
+static inline __u32 mdatp_deny_hash(__u64 ino, __u32 dev)
+{
+	__u64 h = (ino ^ ((__u64)dev << 32)) * 0x9E3779B97F4A7C15ull;
+	return (__u32)(h >> 40);
+}
+
 /* Counters the collector reads from the program's .bss (mmapped). */
 struct mdatp_kernel_counters {
 	__u64 ring_seq[MDATP_RING_COUNT];
@@ -196,6 +221,8 @@ struct mdatp_kernel_counters {
 	__u64 class_dropped[MDATP_CLASS_COUNT];
 	__u64 filtered_suite;    /* suite's own file/network activity */
 	__u64 filtered_excluded; /* global exclusions */
+	__u64 exec_blocked;      /* execs killed by the deny table */
+	__u64 deny_corrupt;      /* deny-table slots found corrupt (ignored) */
 };
 
 /* Key of the path-prefix exclusion LPM trie. */
@@ -218,7 +245,8 @@ _Static_assert(sizeof(struct mdatp_exit_event) == 80, "exit layout");
 _Static_assert(sizeof(struct mdatp_file_event) == 96, "file layout");
 _Static_assert(sizeof(struct mdatp_net_event) == 112, "net layout");
 _Static_assert(sizeof(struct mdatp_sensitive_event) == 136, "sensitive layout");
-_Static_assert(sizeof(struct mdatp_kernel_counters) == 96, "counters layout");
+_Static_assert(sizeof(struct mdatp_kernel_counters) == 112, "counters layout");
+_Static_assert(sizeof(struct mdatp_deny_entry) == 16, "deny entry layout");
 _Static_assert(sizeof(struct mdatp_prefix_key) == 260, "prefix key layout");
 _Static_assert(sizeof(struct mdatp_exe_key) == 16, "exe key layout");
 _Static_assert(__builtin_offsetof(struct mdatp_exec_event, argc) == 120, "exec argc");

@@ -1,7 +1,49 @@
 /* Process lifecycle: exec, fork, exit. All go to rb_process. */
 
+struct deny_ctx {
+	__u64 ino;
+	__u32 dev;
+	__u32 slot;
+	int found;
+};
+
+static long deny_probe(__u32 i, void *data)
+{
+	struct deny_ctx *c = data;
+	__u32 idx = (c->slot + i) & (MDATP_DENY_SLOTS - 1);
+	__u32 state = *(volatile __u32 *)&deny_table[idx].state;
+	if (state == MDATP_DENY_EMPTY)
+		return 1;
+	if (state == MDATP_DENY_VALID) {
+		if (deny_table[idx].ino == c->ino && deny_table[idx].dev == c->dev) {
+			c->found = 1;
+			return 1;
+		}
+		return 0;
+	}
+	if (state != MDATP_DENY_REMOVED) { /* corrupt: ignore the table from here (fail open) */
+		__sync_fetch_and_add(&counters.deny_corrupt, 1);
+		return 1;
+	}
+	return 0;
+}
+
+/* Is this executable denied? Never for the suite's own processes. */
+static __always_inline bool exec_denied(__u64 ino, __u32 dev, __u32 tgid)
+{
+	if (!exec_blocking)
+		return false;
+	if (bpf_map_lookup_elem(&suite_tgids, &tgid))
+		return false;
+	struct deny_ctx c = { .ino = ino, .dev = dev, .slot = mdatp_deny_hash(ino, dev), .found = 0 };
+	bpf_loop(MDATP_DENY_PROBES, deny_probe, &c, 0);
+	return c.found;
+}
+
 /* sched_process_exec fires after the new image is committed and before it runs
- * its first instruction: the new mm holds argv, bprm->file is the executable. */
+ * its first instruction: the new mm holds argv, bprm->file is the executable.
+ * It is also where a denied image is stopped: SIGKILL is pending before the
+ * first user instruction, so none of its code runs. */
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
@@ -30,6 +72,12 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 		e->h.flags |= MDATP_F_SETUID_EXEC;
 	if (e->exe_mode & S_ISGID)
 		e->h.flags |= MDATP_F_SETGID_EXEC;
+
+	if (exec_denied(e->exe_ino, e->exe_dev, e->h.tgid)) {
+		bpf_send_signal(9);
+		e->h.flags |= MDATP_F_EXEC_BLOCKED;
+		__sync_fetch_and_add(&counters.exec_blocked, 1);
+	}
 
 	/* Global process exclusion follows the executable's identity. */
 	struct mdatp_exe_key key = { .ino = e->exe_ino, .dev = e->exe_dev };

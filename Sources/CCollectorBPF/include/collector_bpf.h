@@ -21,6 +21,8 @@ struct mdatp_bss_view {
 	volatile uint32_t *calib_fmode; /* [2] */
 	volatile uint32_t *calib_count;
 	volatile uint32_t *fmode_created_mask;
+	volatile uint32_t *exec_blocking;
+	struct mdatp_deny_entry *deny_table; /* MDATP_DENY_SLOTS */
 };
 
 /* Opens the object; programs whose syscall tracepoint this kernel lacks are

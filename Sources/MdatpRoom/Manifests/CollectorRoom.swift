@@ -24,13 +24,14 @@ extension Rooms {
     ],
     peers: ["watchdog", "every consumer room (through its ring)"],
     sends: [.ready, .heartbeat, .collectorInfo],
-    receives: [.shutdown, .selftestForbidden],
+    receives: [.shutdown, .selftestForbidden, .denyUpdate, .execBlocking],
     heartbeatCounters: [
         "kernel_process_ring_seq", "kernel_activity_ring_seq",
         "kernel_emitted_process", "kernel_emitted_file", "kernel_emitted_network", "kernel_emitted_sensitive",
         "kernel_dropped_process", "kernel_dropped_file", "kernel_dropped_network", "kernel_dropped_sensitive",
         "kernel_filtered_suite", "kernel_filtered_excluded",
         "records_copied", "records_dropped_in_consumer_rings", "records_received",
+        "exec_blocked", "deny_table_corrupt", "deny_table_entries",
     ]
 )
 }

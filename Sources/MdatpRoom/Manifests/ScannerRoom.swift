@@ -33,8 +33,8 @@ extension Rooms {
             FixedDescriptor(RoomFD.requests, "request channel: files opened by the watchdog"),
         ],
         peers: ["watchdog", "collector (through the ring)", "CLI clients (sockets passed by the watchdog)"],
-        sends: [.ready, .heartbeat, .openForScan, .quarantine],
-        receives: [.shutdown, .selftestForbidden, .query, .openResult, .quarantineResult],
+        sends: [.ready, .heartbeat, .openForScan, .quarantine, .denyExecutable],
+        receives: [.shutdown, .selftestForbidden, .query, .openResult, .quarantineResult, .denyResult],
         heartbeatCounters: [
             "events_received", "files_scanned", "cache_hits", "threats_found", "scan_errors", "events_lost",
             "opens_refused", "queue_overflows", "signatures_loaded", "queries_served",

@@ -15,7 +15,7 @@ BPF_OUT    := bpf/.output
 BPF_SRC    := $(wildcard bpf/probes/*.bpf.c bpf/probes/*.bpf.h bpf/include/*.h bpf/lib/*.h)
 RUN_PREFIX ?=
 DEB_PACKAGES := libbpf-dev bpftool libseccomp-dev libcap-dev libssl-dev libzstd-dev \
-                libelf-dev zlib1g-dev libsqlite3-dev sqlite3 pkg-config procps iproute2 python3 clamav-testfiles
+                libelf-dev zlib1g-dev libsqlite3-dev sqlite3 pkg-config procps iproute2 python3 clamav-testfiles zstd openssl
 
 .PHONY: all deps bpf build release definitions run test bench bench-ring bench-sensor clean user
 
@@ -50,12 +50,11 @@ release: bpf
 	$(SWIFT) build -c release
 	$(MAKE) --no-print-directory definitions DEFS_OUT=.build/release/definitions
 
-# The default definitions set, next to the binaries (the scanner loads it at start).
+# The default definitions package (signed), next to the binaries: DEFS_OUT/package and the
+# public key the product trusts in DEFS_OUT/trusted-keys. The signing key stays in .build/keys.
 DEFS_OUT ?= .build/release/definitions
 definitions:
-	@mkdir -p $(DEFS_OUT)
-	@cp definitions/*.hdb definitions/*.hsb $(DEFS_OUT)/
-	@echo "definitions: $$(grep -hvc '^#' definitions/*.hdb definitions/*.hsb | paste -sd+ | bc) signatures in $(DEFS_OUT)"
+	@bash packaging/make-definitions.sh definitions .build/keys $(DEFS_OUT)
 
 # The mdatp system user: nologin, no home, ids chosen by the system.
 user:

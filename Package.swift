@@ -39,8 +39,8 @@ let package = Package(
         .target(name: "MdatpConfig", dependencies: ["MdatpJSON"]),
         .target(name: "MdatpRoom", dependencies: ["MdatpSystem", "MdatpWire", "MdatpConfig"]),
         .target(name: "MdatpSQLite", dependencies: ["CSQLite"]),
-        .target(name: "CCrypto", path: "Sources/CCrypto", linkerSettings: [.linkedLibrary("crypto")]),
-        .target(name: "ScanEngine", dependencies: ["CCrypto"]),
+        .target(name: "CCrypto", path: "Sources/CCrypto", linkerSettings: [.linkedLibrary("crypto"), .linkedLibrary("zstd")]),
+        .target(name: "ScanEngine", dependencies: ["CCrypto", "MdatpJSON"]),
 
         // Rooms: one module each, opening with Room.swift.
         .target(name: "Collector", dependencies: ["MdatpRoom", "MdatpRing", "CCollectorBPF", "CMdatpABI"]),

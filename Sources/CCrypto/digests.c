@@ -1,6 +1,7 @@
 #include "mdatp_crypto.h"
 #include <stdlib.h>
 #include <openssl/evp.h>
+#include <zstd.h>
 
 struct mdatp_digests {
 	EVP_MD_CTX *md5, *sha1, *sha256;
@@ -62,4 +63,28 @@ void mdatp_digests_free(mdatp_digests *d)
 	EVP_MD_CTX_free(d->sha1);
 	EVP_MD_CTX_free(d->sha256);
 	free(d);
+}
+
+int mdatp_ed25519_verify(const uint8_t pub[32], const void *msg, size_t len, const uint8_t sig[64])
+{
+	EVP_PKEY *key = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub, 32);
+	if (!key)
+		return 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	int ok = ctx && EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, key) == 1 &&
+		 EVP_DigestVerify(ctx, sig, 64, msg, len) == 1;
+	EVP_MD_CTX_free(ctx);
+	EVP_PKEY_free(key);
+	return ok ? 1 : 0;
+}
+
+long mdatp_zstd_decompress_exact(const void *src, size_t len, void *dst, size_t expected)
+{
+	unsigned long long declared = ZSTD_getFrameContentSize(src, len);
+	if (declared == ZSTD_CONTENTSIZE_ERROR || declared == ZSTD_CONTENTSIZE_UNKNOWN || declared != expected)
+		return -1;
+	size_t n = ZSTD_decompress(dst, expected, src, len);
+	if (ZSTD_isError(n) || n != expected)
+		return -1;
+	return (long)n;
 }

@@ -93,3 +93,32 @@ struct Threat: ParsableCommand {
         }
     }
 }
+
+struct DefinitionsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "definitions", abstract: "Security intelligence (root).",
+                                                    subcommands: [Update.self, Restore.self])
+
+    struct Update: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Install a newer signed package from a local mirror directory.")
+        @Option(name: .long, help: "A directory holding a package (default: antivirusEngine.offlineDefinitionUpdateUrl).")
+        var source: String?
+        @OptionGroup var out: OutputOptions
+
+        func run() throws {
+            var req: [(String, JSON)] = [("verb", "definitions"), ("action", "update")]
+            if let source { req.append(("source", .string(source))) }
+            let r = try SuiteClient.request(.object(req))
+            if out.output == .json { print(r.serialized()) } else { print("Definitions updated to \(r["definitions_version"]?.string ?? "?")") }
+        }
+    }
+
+    struct Restore: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Go back to the definitions shipped with the product.")
+        @OptionGroup var out: OutputOptions
+
+        func run() throws {
+            let r = try SuiteClient.request(.object([("verb", "definitions"), ("action", "restore")]))
+            if out.output == .json { print(r.serialized()) } else { print("Definitions restored to the shipped set") }
+        }
+    }
+}

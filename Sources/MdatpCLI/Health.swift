@@ -46,6 +46,10 @@ enum HealthReport {
             issues.append("the kernel exec deny table is corrupt: exec blocking fails open")
         }
         let scannerUp = running && rooms.contains { $0["name"]?.string == "scanner" && $0["state"]?.string == "running" }
+        let scannerRoom = rooms.first { $0["name"]?.string == "scanner" }
+        let defsPacked = UInt64(scannerRoom?["counters"]?["definitions_version"]?.number ?? 0)
+        let defsCreated = scannerRoom?["counters"]?["definitions_created_unix"]?.number ?? 0
+        let defsVersion = defsPacked == 0 ? "unavailable" : (0..<4).map { String(UInt16(truncatingIfNeeded: defsPacked >> (48 - 16 * UInt64($0)))) }.joined(separator: ".")
         let expiry = Double(expiryUnix)
         if nowUnix > expiry { issues.append("this build has expired: update mdatp") }
 
@@ -66,6 +70,11 @@ enum HealthReport {
             HealthField(name: "behavior_monitoring", value: .string(c.behaviorMonitoring), managed: m("antivirusEngine.behaviorMonitoring")),
             HealthField(name: "cloud_enabled", value: .bool(c.cloudEnabled), managed: m("cloudService.enabled")),
             HealthField(name: "automatic_definition_update_enabled", value: .bool(c.automaticDefinitionUpdateEnabled), managed: m("cloudService.automaticDefinitionUpdateEnabled")),
+            HealthField(name: "engine_version", value: .string(engineVersion), managed: false),
+            HealthField(name: "definitions_version", value: .string(defsVersion), managed: false),
+            HealthField(name: "definitions_updated", value: defsCreated > 0 ? .string(formatTime(unixNs: Int64(defsCreated) * 1_000_000_000)) : .string("unavailable"), managed: false),
+            HealthField(name: "definitions_updated_minutes_ago", value: defsCreated > 0 ? JSON(Int((nowUnix - defsCreated) / 60)) : .null, managed: false),
+            HealthField(name: "definitions_status", value: .string(scannerUp && defsPacked != 0 ? "up_to_date" : "unavailable"), managed: false),
             HealthField(name: "exec_blocking", value: .string(c.execBlockingActive ? "enabled" : "disabled"), managed: m("antivirusEngine.kernelExecBlocking")),
             HealthField(name: "supplementary_events_subsystem", value: .string(sensorUp ? "ebpf" : "unavailable"), managed: m("features.ebpfSupplementaryEventProvider")),
             HealthField(name: "sensor_hook_family", value: .string(sensorUp ? status?["sensor"]?["hook_family"]?.string ?? "" : "unavailable"), managed: false),

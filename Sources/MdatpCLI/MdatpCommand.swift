@@ -10,6 +10,7 @@ import MdatpJSON
 import MdatpSystem
 
 public let mdatpVersion = "101.26112.0001"
+public let engineVersion = "1.1.26112.1"
 /// Builds expire nine months after release, as Defender's do.
 let releaseUnix: Int = 1_795_910_400 // 2026-11-28T00:00:00Z
 let expiryUnix: Int = releaseUnix + 273 * 86_400
@@ -39,7 +40,7 @@ public struct MdatpCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "mdatp",
         abstract: "mdatp: Linux endpoint protection (antivirus, EDR) — command line.",
-        subcommands: [Version.self, Health.self, Diagnostic.self, Events.self, Scan.self, Threat.self])
+        subcommands: [Version.self, Health.self, Diagnostic.self, Events.self, Scan.self, Threat.self, DefinitionsCommand.self])
     public init() {}
 
     /// Runs the command and maps failures to the documented exit codes.

@@ -62,6 +62,8 @@ public struct SuiteConfig: Equatable, Sendable {
     public var allowedThreats: [String] = []
     /// Ours: in real_time enforcement, stop detected executables in the kernel at exec.
     public var kernelExecBlocking = "enabled"
+    /// Defender's offline update source; here a local directory holding a package.
+    public var offlineDefinitionUpdateUrl: String?
     public var ebpfSupplementaryEventProvider = "enabled"
     public var cloudEnabled = true
     public var automaticDefinitionUpdateEnabled = true
@@ -125,6 +127,8 @@ public struct ParsedConfig: Sendable {
     public var allowedThreats: [String] = []
     /// Ours: in real_time enforcement, stop detected executables in the kernel at exec.
     public var kernelExecBlocking = "enabled"
+    /// Defender's offline update source; here a local directory holding a package.
+    public var offlineDefinitionUpdateUrl: String?
 
     init(file: String) { self.file = file }
 
@@ -228,6 +232,10 @@ enum Schema {
             "threatTypeSettings": threatTypeSettings,
             "allowedThreats": allowedThreats,
             "kernelExecBlocking": enabledDisabled,
+            "offlineDefinitionUpdateUrl": { v in
+                guard let s = v.string, s.hasPrefix("/"), s.utf8.count < 4096 else { return "must be an absolute local directory (URL mirrors come with the uplink)" }
+                return nil
+            },
         ],
         "exclusionSettings": [
             "mergePolicy": oneOf(["merge", "admin_only"]),
@@ -331,6 +339,7 @@ extension SuiteConfig {
             for t in v.array! { threatTypeSettings[t["key"]!.string!] = t["value"]!.string! }
         case "antivirusEngine.allowedThreats": allowedThreats = v.array!.compactMap(\.string)
         case "antivirusEngine.kernelExecBlocking": kernelExecBlocking = v.string!
+        case "antivirusEngine.offlineDefinitionUpdateUrl": offlineDefinitionUpdateUrl = v.string!
         case "features.ebpfSupplementaryEventProvider": ebpfSupplementaryEventProvider = v.string!
         case "cloudService.enabled": cloudEnabled = v.bool!
         case "cloudService.automaticDefinitionUpdateEnabled": automaticDefinitionUpdateEnabled = v.bool!

@@ -27,6 +27,9 @@ public struct SuitePaths: Equatable, Sendable {
     public var edrStore: String { edrDir + "/events.db" }
     public var scannerDir: String { stateDir + "/scanner" }
     public var threatStore: String { scannerDir + "/threats.db" }
+    /// Updated definitions packages (root-owned, readable by the scanner) and `current`.
+    public var definitionsDir: String { stateDir + "/definitions" }
+    public var definitionsCurrent: String { definitionsDir + "/current" }
     /// Root only: quarantined files (neutralised) and their metadata.
     public var quarantineDir: String { stateDir + "/quarantine" }
 }

@@ -18,6 +18,8 @@ public enum MessageType: UInt16, CaseIterable, Sendable {
     case denyResult = 18        // watchdog -> scanner: 0 or an errno
     case denyUpdate = 19        // watchdog -> collector: add this identity to the kernel deny table
     case execBlocking = 20      // watchdog -> collector: turn kernel exec blocking on or off
+    case loadDefinitions = 21   // watchdog -> scanner: verify and switch to the package at this path
+    case definitionsResult = 22 // scanner -> watchdog: 0 and the version now in use, or an errno and why
 
     /// Allowed payload length range.
     public var lengths: ClosedRange<Int> {
@@ -32,6 +34,8 @@ public enum MessageType: UInt16, CaseIterable, Sendable {
         case .quarantineResult: return 36...36
         case .denyExecutable, .denyUpdate: return 16...16
         case .denyResult, .execBlocking: return 4...4
+        case .loadDefinitions: return 2...Message.maxPathBytes
+        case .definitionsResult: return 12...(12 + 512)
         }
     }
 
@@ -73,6 +77,9 @@ public enum Message: Equatable, Sendable {
     case denyResult(status: Int32)
     case denyUpdate(dev: UInt64, ino: UInt64)
     case execBlocking(enabled: Bool)
+    case loadDefinitions(path: [UInt8])
+    /// `version` packed as four 16-bit fields; `reason` printable ASCII.
+    case definitionsResult(status: Int32, version: UInt64, reason: String)
 
     public static let headerBytes = 16
     public static let maxQueryBytes = 4096
@@ -96,6 +103,8 @@ public enum Message: Equatable, Sendable {
         case .denyResult: return .denyResult
         case .denyUpdate: return .denyUpdate
         case .execBlocking: return .execBlocking
+        case .loadDefinitions: return .loadDefinitions
+        case .definitionsResult: return .definitionsResult
         }
     }
 
@@ -132,6 +141,12 @@ public enum Message: Equatable, Sendable {
             payload.appendLE(UInt32(bitPattern: status))
         case .execBlocking(let on):
             payload.appendLE(UInt32(on ? 1 : 0))
+        case .loadDefinitions(let path):
+            payload = Array(path.prefix(Message.maxPathBytes))
+        case .definitionsResult(let status, let version, let reason):
+            payload.appendLE(UInt32(bitPattern: status))
+            payload.appendLE(version)
+            payload += Array(reason.utf8.prefix(512))
         }
         var out: [UInt8] = []
         out.reserveCapacity(Message.headerBytes + payload.count)
@@ -189,6 +204,12 @@ public enum Message: Equatable, Sendable {
             return .denyUpdate(dev: payload.readLE(UInt64.self, at: 0), ino: payload.readLE(UInt64.self, at: 8))
         case .denyResult:
             return .denyResult(status: Int32(bitPattern: payload.readLE(UInt32.self, at: 0)))
+        case .loadDefinitions:
+            guard payload.first == 0x2f, !payload.contains(0) else { throw ProtocolViolation(reason: "loadDefinitions path must be absolute") }
+            return .loadDefinitions(path: payload)
+        case .definitionsResult:
+            return .definitionsResult(status: Int32(bitPattern: payload.readLE(UInt32.self, at: 0)), version: payload.readLE(UInt64.self, at: 4),
+                                      reason: CollectorInfo.printable(payload[12...]))
         case .execBlocking:
             let v = payload.readLE(UInt32.self, at: 0)
             guard v <= 1 else { throw ProtocolViolation(reason: "execBlocking \(v)") }

@@ -61,7 +61,8 @@ final class OnDemandScan {
 }
 
 final class ScannerLoop {
-    let definitions: Definitions
+    var package: DefinitionsPackage
+    var definitions: Definitions { package.definitions }
     let requests: Channel
     let store: ThreatStore
     var counters = ScannerCounters()
@@ -74,9 +75,9 @@ final class ScannerLoop {
 
     let policy: ThreatPolicy
 
-    init(definitions: Definitions, requests: Channel, store: ThreatStore, maxFileBytes: UInt64, policy: ThreatPolicy) {
+    init(package: DefinitionsPackage, requests: Channel, store: ThreatStore, maxFileBytes: UInt64, policy: ThreatPolicy) {
         self.policy = policy
-        self.definitions = definitions
+        self.package = package
         self.requests = requests
         self.store = store
         self.maxFileBytes = maxFileBytes
@@ -294,7 +295,26 @@ final class ScannerLoop {
     func heartbeat(lost: UInt64) -> Heartbeat {
         let c = counters
         return Heartbeat([c.received, c.scanned, c.cacheHits, c.threats, c.errors, lost, c.refused, c.overflows,
-                          UInt64(definitions.signatureCount), c.queries])
+                          UInt64(definitions.signatureCount), c.queries, package.version.packed, UInt64(package.createdUnix)])
+    }
+
+    /// An update: a newer, verified package replaces the current one (and the
+    /// verdict cache, which belongs to the old signatures); anything else is
+    /// refused and the current set stays.
+    func update(from dir: String, trustedKeys: [[UInt8]]) -> Message {
+        do throws(PackageError) {
+            let candidate = try ScannerRoom.loadPackage(dir, trustedKeys: trustedKeys)
+            guard package.version < candidate.version else {
+                throw PackageError("version \(candidate.version) is not newer than \(package.version) in use")
+            }
+            package = candidate
+            cache.removeAll()
+            roomLog("scanner", "definitions \(candidate.version): \(candidate.definitions.signatureCount) signatures")
+            return .definitionsResult(status: 0, version: candidate.version.packed, reason: "")
+        } catch {
+            roomLog("scanner", "definitions update refused: \(error)")
+            return .definitionsResult(status: EINVAL, version: package.version.packed, reason: error.reason)
+        }
     }
 
     /// A CLI request forwarded by the watchdog.
@@ -346,16 +366,21 @@ public enum ScannerRoom {
         do throws(Errno) { try Sys.setParentDeathSignal(SIGKILL) } catch { roomFail(name, "\(error)", code: RoomExit.transient) }
         guard let account = Sys.lookupUser("mdatp") else { roomFail(name, "user mdatp does not exist", code: RoomExit.badConfig) }
 
-        // Definitions first (read as root, before the sandbox): a bad set is a bad configuration.
-        let defsDir = args.string("definitions") ?? ""
-        let definitions: Definitions
-        do throws(SignatureError) {
-            definitions = try Definitions.load(directory: defsDir, names: listNames(defsDir)) { path in
-                try? Sys.readFile(path, limit: Definitions.maxFileBytes)
-            }
-        } catch {
-            roomFail(name, "definitions refused: \(error)", code: RoomExit.badConfig)
+        // Definitions first (read as root, before the sandbox): the installed package, or
+        // the one shipped with the product when that is refused; neither is a bad install.
+        let trustedKeys = Sys.listDirectory(args.string("trusted-keys") ?? "").filter { $0.hasSuffix(".pub") }.compactMap { name in
+            (try? Sys.readFile((args.string("trusted-keys") ?? "") + "/" + name, limit: 256)).flatMap(DefinitionsPackage.parseKey)
         }
+        var loaded: DefinitionsPackage?
+        for dir in [args.string("definitions"), args.string("fallback-definitions")].compactMap({ $0 }) {
+            do throws(PackageError) {
+                loaded = try loadPackage(dir, trustedKeys: trustedKeys)
+                break
+            } catch {
+                roomLog(name, "definitions in \(dir) refused: \(error)")
+            }
+        }
+        guard let package = loaded else { roomFail(name, "no usable definitions", code: RoomExit.badConfig) }
 
         let ring: RingConsumer
         do throws(Errno) {
@@ -369,10 +394,10 @@ public enum ScannerRoom {
             roomFail(name, "threat store: \(error)", code: RoomExit.transient)
         }
         do throws(Errno) { try control.send(.ready) } catch { roomFail(name, "\(error)", code: RoomExit.transient) }
-        roomLog(name, "\(definitions.signatureCount) signatures from \(definitions.files.joined(separator: ", "))")
+        roomLog(name, "definitions \(package.version): \(package.definitions.signatureCount) signatures from \(package.definitions.files.joined(separator: ", "))")
 
         let policy = ThreatPolicy.parse(remediate: args.flag("remediate"), policies: args.all("policy"), allowed: args.all("allowed"))
-        let loop = ScannerLoop(definitions: definitions, requests: requests, store: store,
+        let loop = ScannerLoop(package: package, requests: requests, store: store,
                                maxFileBytes: UInt64(args.int("max-file-bytes", 256 << 20)), policy: policy)
         // Passive and on_demand: events are read (the ring must not fill) but not scanned.
         let realTime = args.flag("real-time")
@@ -405,6 +430,8 @@ public enum ScannerRoom {
                 sandboxSelftest(name)
             case .message(.query(_, _, let request), let fd)?:
                 if !loop.answer(fd: fd, request: request) { Sys.close(fd) }
+            case .message(.loadDefinitions(let path), _)?:
+                try? control.send(loop.update(from: String(decoding: path, as: UTF8.self), trustedKeys: trustedKeys))
             case .closed?, nil:
                 exit(RoomExit.ok)
             case .violation(let v)?:
@@ -413,6 +440,12 @@ public enum ScannerRoom {
                 if fd >= 0 { Sys.close(fd) }
                 roomFail(name, "unexpected message \(m.type)", code: 1)
             }
+        }
+    }
+
+    static func loadPackage(_ dir: String, trustedKeys: [[UInt8]]) throws(PackageError) -> DefinitionsPackage {
+        try DefinitionsPackage.load(directory: dir, trustedKeys: trustedKeys) { path, limit in
+            try? Sys.readFile(path, limit: limit)
         }
     }
 

@@ -13,6 +13,7 @@ enum ClientVerb: String {
     case threats
     case scan
     case quarantine
+    case definitions
     case reload
     case selftest
 
@@ -22,7 +23,7 @@ enum ClientVerb: String {
         switch self {
         case .status: return .anyone
         case .events, .threats: return .readers
-        case .reload, .selftest, .scan, .quarantine: return .root
+        case .reload, .selftest, .scan, .quarantine, .definitions: return .root
         }
     }
 }
@@ -109,6 +110,12 @@ extension Watchdog {
                 } catch { refuse(fd, "remove: \(error)") }
             default:
                 refuse(fd, "quarantine action must be list, restore or remove", code: "usage")
+            }
+        case .definitions:
+            switch json["action"]?.string {
+            case "update": forwarded = startUpdate(client: fd, source: json["source"]?.string)
+            case "restore": restoreDefinitions(client: fd)
+            default: refuse(fd, "definitions action must be update or restore", code: "usage")
             }
         case .reload:
             reload()

@@ -58,6 +58,7 @@ public final class Watchdog {
     var configError: String?
     var shuttingDown = false
     let quarantine: QuarantineStore
+    var pendingUpdate: PendingUpdate?
 
     init(paths: SuitePaths, config: SuiteConfig, account: Account, binDir: String, signals: Int32) {
         self.signals = signals
@@ -82,6 +83,7 @@ public final class Watchdog {
         try Sys.lchown(paths.edrDir, account.uid, account.gid)
         try Sys.chmod(paths.edrDir, 0o750)
         try quarantine.prepare()
+        try prepareDefinitions()
         for dir in [paths.scannerDir] {
             try Sys.mkdirExisting(dir, 0o750)
             try Sys.lchown(dir, account.uid, account.gid)
@@ -124,7 +126,7 @@ public final class Watchdog {
         case "edr":
             argv += ["--store-max-bytes", "\(s.storeMaxBytes)", "--store-max-age-hours", "\(s.storeMaxAgeHours)"]
         case "scanner":
-            argv += ["--definitions", binDir + "/definitions"]
+            argv += ["--definitions", activeDefinitions, "--fallback-definitions", shippedDefinitions, "--trusted-keys", trustedKeysDir]
             // Defender's enforcement levels: only real_time scans what is written and executed.
             if config.enforcementLevel == "real_time" { argv += ["--real-time", "--remediate"] }
             for (type, action) in config.threatTypeSettings.sorted(by: { $0.key < $1.key }) { argv += ["--policy", "\(type)=\(action)"] }
@@ -328,6 +330,8 @@ public final class Watchdog {
         case .message(.heartbeat(let h), _)? where slot.manifest.sends.contains(.heartbeat):
             slot.heartbeat = h
             slot.lastHeartbeatAt = now
+        case .message(.definitionsResult(let status, let version, let reason), _)? where slot.manifest.sends.contains(.definitionsResult):
+            finishUpdate(status: status, version: version, reason: reason)
         case .message(.collectorInfo(let info), _)? where slot.manifest.sends.contains(.collectorInfo):
             slot.collectorInfo = info
             log("sensor: \(info.hookFamily) hooks, \(info.programsAttached) programs" + (info.skipped.isEmpty ? "" : ", not on this kernel: \(info.skipped)"))

@@ -433,6 +433,39 @@ final class SuiteTests: XCTestCase {
         XCTAssertEqual(try line.map { try JSON.parse(String($0)) }?["tgid"]?.int, Int(p.processIdentifier))
     }
 
+    func testDefinitionsUpdateRefusalAndRestore() throws {
+        let s = try suite()
+        let health = { try JSON.parse(try s.cli(["health", "--output", "json"]).out) }
+        // The scanner reports its set in its heartbeat.
+        try s.waitUntil("definitions reported", timeout: 20) { _ in (try? health()["definitions_status"]?.string) == "up_to_date" }
+        let shipped = try XCTUnwrap(health()["definitions_version"]?.string)
+        let work = try makeTempDir("mdatp-update")
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        // Signed with the build's key (the one the product trusts), newer than the shipped set.
+        let extra = "0123456789abcdef0123456789abcdef:10:Test.Update.Marker\n"
+        try makePackage(signatures: ["update.hdb": extra], version: "9.0.0.1", keyDir: repoRoot + "/.build/keys", out: work + "/new")
+        let r = try s.cli(["definitions", "update", "--source", work + "/new/package", "--output", "json"])
+        XCTAssertEqual(r.code, 0, r.err)
+        XCTAssertEqual(try JSON.parse(r.out)["definitions_version"]?.string, "9.0.0.1")
+        try s.waitUntil("health shows the update", timeout: 20) { _ in (try? health()["definitions_version"]?.string) == "9.0.0.1" }
+        // Not newer: refused, the running set stays.
+        let same = try s.cli(["definitions", "update", "--source", work + "/new/package"])
+        XCTAssertEqual(same.code, 77)
+        XCTAssertTrue(same.err.contains("not newer"), same.err)
+        // Signed by another key: refused.
+        try makePackage(signatures: ["update.hdb": extra], version: "9.0.0.2", keyDir: work + "/foreign-keys", out: work + "/foreign")
+        let foreign = try s.cli(["definitions", "update", "--source", work + "/foreign/package"])
+        XCTAssertEqual(foreign.code, 77)
+        XCTAssertTrue(foreign.err.contains("does not verify"), foreign.err)
+        XCTAssertEqual(try health()["definitions_version"]?.string, "9.0.0.1")
+        XCTAssertEqual(Sys.listDirectory(s.prefix + "/var/opt/mdatp/definitions").filter { $0.hasPrefix("staging-") }, [], "refused packages are removed")
+        // Restore: the shipped set again (the scanner restarts on it).
+        XCTAssertEqual(try s.cli(["definitions", "restore"]).code, 0)
+        try s.waitUntil("shipped definitions back", timeout: 60) { st in
+            s.room("scanner", in: st)?["state"]?.string == "running" && (try? health()["definitions_version"]?.string) == shipped
+        }
+    }
+
     func testStatusDumpHasEveryField() throws {
         let s = try suite()
         let st = try XCTUnwrap(s.status())
@@ -536,9 +569,9 @@ final class ExecBlockingTests: XCTestCase {
         let edrPath = realPath(Harness.binDir + "/mdatp-edr")
         let edrSha = try sha256Hex([UInt8](try Data(contentsOf: URL(fileURLWithPath: edrPath))))
         let edrSize = try Sys.stat(edrPath).st_size
-        try FileManager.default.createDirectory(atPath: bin + "/definitions", withIntermediateDirectories: true)
-        try "\(sha):\(dropper.count):Unix.Trojan.TestDropper\n\(edrSha):\(edrSize):Unix.Trojan.NotReally\n"
-            .write(toFile: bin + "/definitions/test.hsb", atomically: true, encoding: .utf8)
+        // A signed package of the test's own, trusted by this bin directory only.
+        try makePackage(signatures: ["test.hsb": "\(sha):\(dropper.count):Unix.Trojan.TestDropper\n\(edrSha):\(edrSize):Unix.Trojan.NotReally\n"],
+                        version: "1.0.0.1", keyDir: bin + "/keys", out: bin + "/definitions")
         let s = try Suite(name: "av", config: #"{"antivirusEngine": {"enforcementLevel": "real_time"}, "sensor": {"statusIntervalSeconds": 1}}"#,
                           watchdogBinDir: bin)
         try s.start(waitFor: ["collector", "edr", "scanner"])
@@ -614,6 +647,23 @@ final class ExecBlockingTests: XCTestCase {
         return String(String(decoding: d, as: UTF8.self).prefix(64))
     }
 }
+
+/// Builds a definitions package with the script `make definitions` uses.
+func makePackage(signatures: [String: String], version: String, keyDir: String, out: String) throws {
+    let src = try makeTempDir("mdatp-defs-src")
+    defer { try? FileManager.default.removeItem(atPath: src) }
+    for (name, text) in signatures { try text.write(toFile: src + "/" + name, atomically: true, encoding: .utf8) }
+    try version.write(toFile: src + "/VERSION", atomically: true, encoding: .utf8)
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/bash")
+    p.arguments = [repoRoot + "/packaging/make-definitions.sh", src, keyDir, out]
+    p.standardOutput = FileHandle.nullDevice
+    try p.run()
+    p.waitUntilExit()
+    guard p.terminationStatus == 0 else { throw HarnessError(description: "make-definitions.sh failed") }
+}
+
+let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
 /// The CLI without a running suite: help, version, and the "not running" contract.
 final class CLITests: XCTestCase {

@@ -17,4 +17,11 @@ void mdatp_digests_update(mdatp_digests *d, const void *data, size_t len);
 void mdatp_digests_final(mdatp_digests *d, uint8_t md5[16], uint8_t sha1[20], uint8_t sha256[32]);
 void mdatp_digests_free(mdatp_digests *d);
 
+/* Ed25519 verification of msg against a raw 32-byte public key: 1 valid, 0 not. */
+int mdatp_ed25519_verify(const uint8_t pub[32], const void *msg, size_t len, const uint8_t sig[64]);
+
+/* zstd: decompresses one frame of exactly `expected` bytes into dst (capacity
+ * >= expected). Returns expected, or -1 when the frame is bad, larger, or smaller. */
+long mdatp_zstd_decompress_exact(const void *src, size_t len, void *dst, size_t expected);
+
 #endif

@@ -23,7 +23,7 @@ extension Rooms {
             // answering the CLI on the socket it is handed
             "shutdown", "getsockopt", "setsockopt", "sendto", "recvfrom", "writev",
         ],
-        readOnlyPaths: { _ in ["/dev/urandom"] },
+        readOnlyPaths: { p in ["/dev/urandom", p.definitionsDir] },
         readWritePaths: { p in [p.scannerDir] },
         descriptors: [
             FixedDescriptor(RoomFD.control, "control channel to the watchdog"),
@@ -33,11 +33,12 @@ extension Rooms {
             FixedDescriptor(RoomFD.requests, "request channel: files opened by the watchdog"),
         ],
         peers: ["watchdog", "collector (through the ring)", "CLI clients (sockets passed by the watchdog)"],
-        sends: [.ready, .heartbeat, .openForScan, .quarantine, .denyExecutable],
-        receives: [.shutdown, .selftestForbidden, .query, .openResult, .quarantineResult, .denyResult],
+        sends: [.ready, .heartbeat, .openForScan, .quarantine, .denyExecutable, .definitionsResult],
+        receives: [.shutdown, .selftestForbidden, .query, .openResult, .quarantineResult, .denyResult, .loadDefinitions],
         heartbeatCounters: [
             "events_received", "files_scanned", "cache_hits", "threats_found", "scan_errors", "events_lost",
             "opens_refused", "queue_overflows", "signatures_loaded", "queries_served",
+            "definitions_version", "definitions_created_unix",
         ],
         niceness: 10,
         // process (exec) and file (close-after-write) events

@@ -40,7 +40,8 @@ let package = Package(
         .target(name: "MdatpRoom", dependencies: ["MdatpSystem", "MdatpWire", "MdatpConfig"]),
         .target(name: "MdatpSQLite", dependencies: ["CSQLite"]),
         .target(name: "CCrypto", path: "Sources/CCrypto", linkerSettings: [.linkedLibrary("crypto"), .linkedLibrary("zstd")]),
-        .target(name: "ScanEngine", dependencies: ["CCrypto", "MdatpJSON"]),
+        .systemLibrary(name: "CArchive", path: "Sources/CArchive"),
+        .target(name: "ScanEngine", dependencies: ["CCrypto", "CArchive", "MdatpJSON"]),
 
         // Rooms: one module each, opening with Room.swift.
         .target(name: "Collector", dependencies: ["MdatpRoom", "MdatpRing", "CCollectorBPF", "CMdatpABI"]),

@@ -27,6 +27,7 @@ struct ScannerCounters {
 
 /// Identity of a file's content as far as the cache is concerned.
 struct CacheKey: Hashable {
+    let archives: Bool
     let dev: UInt64
     let ino: UInt64
     let size: Int64
@@ -104,10 +105,14 @@ final class ScannerLoop {
         }
     }
 
+    var scanArchives = true
+    var archiveLimits = ArchiveLimits()
+
     /// Scans an open regular file; nil when clean. Cached by content identity.
-    func scan(fd: Int32) -> Result<Detection?, ScanError> {
+    /// Archives are opened on demand only (Defender's rule: real time never does).
+    func scan(fd: Int32, archives: Bool = false) -> Result<Detection?, ScanError> {
         guard let st = try? Sys.fstat(fd) else { return .failure(ScanError(reason: "fstat failed")) }
-        let key = CacheKey(dev: UInt64(st.st_dev), ino: UInt64(st.st_ino), size: Int64(st.st_size),
+        let key = CacheKey(archives: archives && scanArchives, dev: UInt64(st.st_dev), ino: UInt64(st.st_ino), size: Int64(st.st_size),
                            mtimeNs: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec),
                            ctimeNs: Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec))
         if let hit = cache[key] {
@@ -117,7 +122,10 @@ final class ScannerLoop {
         do throws(ScanError) {
             let digests = try FileHasher.digests(fd: fd, kinds: definitions.neededKinds, maxBytes: maxFileBytes)
             counters.scanned &+= 1
-            let verdict = definitions.match(digests)
+            var verdict = definitions.match(digests)
+            if verdict == nil && key.archives {
+                verdict = ArchiveWalker.scan(fd: fd, compressedSize: UInt64(st.st_size), limits: archiveLimits, definitions: definitions)?.detection
+            }
             if cache.count >= cacheCapacity { cache.removeAll(keepingCapacity: true) }
             cache[key] = verdict
             return .success(verdict)
@@ -249,7 +257,7 @@ final class ScannerLoop {
                 if st.st_mode & S_IFMT == S_IFDIR {
                     listDirectory(fd, parent: path, into: j)
                 } else {
-                    switch scan(fd: fd) {
+                    switch scan(fd: fd, archives: true) {
                     case .success(let d?):
                         if let t = record(d, path: path, fd: fd, source: "on_demand", pid: 0, process: "mdatp scan") { j.threats.append(t) }
                     case .success(nil): break
@@ -401,6 +409,7 @@ public enum ScannerRoom {
                                maxFileBytes: UInt64(args.int("max-file-bytes", 256 << 20)), policy: policy)
         // Passive and on_demand: events are read (the ring must not fill) but not scanned.
         let realTime = args.flag("real-time")
+        loop.scanArchives = !args.flag("no-archives")
         var heartbeat = HeartbeatClock(interval: args.double("heartbeat", 2))
         var draining = false
         while true {

@@ -131,6 +131,7 @@ public final class Watchdog {
             if config.enforcementLevel == "real_time" { argv += ["--real-time", "--remediate"] }
             for (type, action) in config.threatTypeSettings.sorted(by: { $0.key < $1.key }) { argv += ["--policy", "\(type)=\(action)"] }
             for name in config.allowedThreats { argv += ["--allowed", name] }
+            if !config.scanArchives { argv.append("--no-archives") }
         default:
             break
         }
@@ -297,6 +298,7 @@ public final class Watchdog {
             let collectorChanged = c.globalExclusions != config.globalExclusions || c.sensor != config.sensor
             let blockingChanged = c.execBlockingActive != config.execBlockingActive
             let scannerChanged = c.enforcementLevel != config.enforcementLevel || c.threatTypeSettings != config.threatTypeSettings
+                || c.scanArchives != config.scanArchives
                 || c.allowedThreats != config.allowedThreats
             config = c
             supervisor = Supervisor(policy: c.sensor.restart)

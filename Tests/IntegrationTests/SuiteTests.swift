@@ -125,8 +125,14 @@ final class SuiteTests: XCTestCase {
         XCTAssertEqual(clam?["name"]?.string, "ClamAV-Test-File", r.out)
         XCTAssertEqual(clam?["action"]?.string, "audited")
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/clam.exe"))
-        // Hash signatures reach the bare test program; the packed and archived copies need the
-        // body-signature and archive engines (next).
+        // Hash signatures reach the bare program and, through libarchive, its copies in
+        // archives; packed, installer, document and mail copies need the body-signature
+        // engine and unpackers (next). The count is kept in docs/perf.md.
+        let paths = Set(found.compactMap { $0["path"]?.string })
+        for name in ["clam.zip", "clam.7z", "clam.tar.gz", "clam.cab", "clam.exe.bz2", "clam.newc.cpio"] {
+            XCTAssertTrue(paths.contains(dir + "/" + name), "\(name) not detected")
+        }
+        XCTAssertGreaterThanOrEqual(found.count, 12)
         XCTAssertEqual(try s.cli(["scan", "custom", "--path", "/proc/self"]).code, 0)
         XCTAssertEqual(try s.cli(["scan", "custom", "--path", "relative"]).code, 64)
     }
@@ -431,6 +437,27 @@ final class SuiteTests: XCTestCase {
         let line = text.split(separator: "\n").first { $0.contains(marker) }
         XCTAssertNotNil(line, text)
         XCTAssertEqual(try line.map { try JSON.parse(String($0)) }?["tgid"]?.int, Int(p.processIdentifier))
+    }
+
+    func testHostileFilesAreBoundedOnDemand() throws {
+        let s = try suite()
+        let dir = try makeTempDir("mdatp-hostile")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // 10 GB, sparse: read only up to the scanner's per-file bound, then an error.
+        let fd = open(dir + "/sparse.img", O_CREAT | O_WRONLY, 0o644)
+        XCTAssertEqual(ftruncate(fd, 10 << 30), 0)
+        close(fd)
+        XCTAssertEqual(mkfifo(dir + "/fifo", 0o644), 0)              // never waited on
+        try FileManager.default.createSymbolicLink(atPath: dir + "/shadow", withDestinationPath: "/etc/shadow") // not followed
+        try "clean".write(toFile: dir + "/ok.txt", atomically: true, encoding: .utf8)
+        let r = try s.cli(["scan", "custom", "--path", dir, "--output", "json"])
+        XCTAssertEqual(r.code, 0, r.err)
+        let summary = try JSON.parse(r.out)
+        XCTAssertEqual(summary["scanned"]?.int, 2, r.out)   // sparse.img (too large: an error) and ok.txt
+        XCTAssertEqual(summary["errors"]?.int, 1, r.out)
+        XCTAssertEqual(summary["skipped"]?.int, 2, r.out)   // the FIFO and the symlink
+        XCTAssertEqual(summary["threats"]?.array?.count, 0)
+        XCTAssertEqual(s.room("scanner", in: s.status())?["state"]?.string, "running")
     }
 
     func testDefinitionsUpdateRefusalAndRestore() throws {

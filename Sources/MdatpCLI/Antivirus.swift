@@ -18,11 +18,12 @@ struct Scan: ParsableCommand {
     struct Custom: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Scan a file or a directory tree (root).")
         @Option(name: .long, help: "An absolute path.") var path: String
+        @Flag(name: .long, help: "Scan excluded paths too.") var ignoreExclusions = false
         @OptionGroup var out: OutputOptions
 
         func run() throws {
             guard path.hasPrefix("/") else { throw CLIFailure(message: "--path must be absolute", code: CLIExit.usage) }
-            let r = try SuiteClient.request(.object([("verb", "scan"), ("path", .string(path))]), timeoutSeconds: 0)
+            let r = try SuiteClient.request(.object([("verb", "scan"), ("path", .string(path)), ("ignore_exclusions", .bool(ignoreExclusions))]), timeoutSeconds: 0)
             if out.output == .json {
                 print(r.serialized(pretty: true))
                 return
@@ -119,6 +120,34 @@ struct DefinitionsCommand: ParsableCommand {
         func run() throws {
             let r = try SuiteClient.request(.object([("verb", "definitions"), ("action", "restore")]))
             if out.output == .json { print(r.serialized()) } else { print("Definitions restored to the shipped set") }
+        }
+    }
+}
+
+struct ExclusionCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "exclusion", abstract: "Exclusions from the configuration.", subcommands: [List.self])
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Every exclusion in force, with its scopes.")
+        @OptionGroup var out: OutputOptions
+
+        func run() throws {
+            let (_, config, error) = HealthReport.load()
+            guard let c = config else { throw CLIFailure(message: error ?? "configuration unreadable", code: CLIExit.refused) }
+            let rows: [(String, String, [String])] = c.exclusions.map { e in
+                switch e {
+                case .path(let p, let dir, let s): return (dir ? "folder" : "file", p, s.map(\.rawValue))
+                case .fileExtension(let x, let s): return ("extension", x, s.map(\.rawValue))
+                case .process(let n, let s): return ("process", n, s.map(\.rawValue))
+                }
+            }
+            if out.output == .json {
+                print(JSON.object([("exclusions", .array(rows.map { .object([("type", .string($0.0)), ("value", .string($0.1)), ("scopes", .array($0.2.map { .string($0) }))]) }))]).serialized(pretty: true))
+            } else if rows.isEmpty {
+                print("No exclusions.")
+            } else {
+                print(table(["TYPE", "VALUE", "SCOPES"], rows.map { [$0.0, $0.1, $0.2.joined(separator: ",")] }, maxWidth: 100))
+            }
         }
     }
 }

@@ -23,6 +23,7 @@ struct ScannerCounters {
     var refused: UInt64 = 0
     var overflows: UInt64 = 0
     var queries: UInt64 = 0
+    var excluded: UInt64 = 0
 }
 
 /// Identity of a file's content as far as the cache is concerned.
@@ -51,6 +52,7 @@ final class OnDemandScan {
     var skipped = 0
     var errors = 0
     var threats: [ThreatRecord] = []
+    var ignoreExclusions = false
     let started = Sys.monotonicSeconds()
     static let maxPending = 1_000_000
     static let maxDepthBytes = 4095
@@ -107,6 +109,9 @@ final class ScannerLoop {
 
     var scanArchives = true
     var archiveLimits = ArchiveLimits()
+    var exclusions = ScanExclusions()
+    /// Executables of processes seen at exec (for process exclusions by path), bounded.
+    var executables: [UInt32: String] = [:]
 
     /// Scans an open regular file; nil when clean. Cached by content identity.
     /// Archives are opened on demand only (Defender's rule: real time never does).
@@ -202,6 +207,11 @@ final class ScannerLoop {
     // MARK: real time
 
     func enqueue(_ ev: KernelEvent) {
+        if case .exec(let x) = ev.body, !exclusions.processes.isEmpty {
+            if executables.count >= 65_536 { executables.removeAll(keepingCapacity: true) }
+            executables[ev.header.tgid] = x.exe
+        }
+        if case .exit = ev.body { executables.removeValue(forKey: ev.header.tgid) }
         let item: ScanItem
         switch ev.body {
         case .file(let f) where ev.kind == .fileCloseWrite:
@@ -213,6 +223,13 @@ final class ScannerLoop {
             return
         }
         guard item.path.first == 0x2f, ev.header.flags & EventFlag.pathTruncated == 0 else { return }
+        if !exclusions.isEmpty {
+            if exclusions.excludes(path: String(decoding: item.path, as: UTF8.self))
+                || exclusions.excludes(processName: ev.header.comm, executable: executables[ev.header.tgid]) {
+                counters.excluded &+= 1
+                return
+            }
+        }
         guard queue.count < queueCapacity else {
             counters.overflows &+= 1
             return
@@ -248,6 +265,10 @@ final class ScannerLoop {
         var n = 0
         while n < budget, let path = j.stack.popLast() {
             n += 1
+            if !j.ignoreExclusions && exclusions.excludes(path: String(decoding: path, as: UTF8.self)) {
+                j.skipped += 1
+                continue
+            }
             switch open(path) {
             case .failure:
                 j.skipped += 1
@@ -303,7 +324,7 @@ final class ScannerLoop {
     func heartbeat(lost: UInt64) -> Heartbeat {
         let c = counters
         return Heartbeat([c.received, c.scanned, c.cacheHits, c.threats, c.errors, lost, c.refused, c.overflows,
-                          UInt64(definitions.signatureCount), c.queries, package.version.packed, UInt64(package.createdUnix)])
+                          UInt64(definitions.signatureCount), c.queries, package.version.packed, UInt64(package.createdUnix), c.excluded])
     }
 
     /// An update: a newer, verified package replaces the current one (and the
@@ -354,6 +375,7 @@ final class ScannerLoop {
             // The client waits for the summary; no send timeout applies to a long scan's reply.
             Sys.setTimeouts(fd, seconds: 10)
             job = OnDemandScan(client: fd, root: Array(path.utf8))
+            job?.ignoreExclusions = json["ignore_exclusions"]?.bool ?? false
             return true // keeps the socket
         default:
             try? Sys.writeAll(fd, Array(#"{"error":"unknown verb","code":"usage"}"#.utf8 + [10]))
@@ -410,6 +432,7 @@ public enum ScannerRoom {
         // Passive and on_demand: events are read (the ring must not fill) but not scanned.
         let realTime = args.flag("real-time")
         loop.scanArchives = !args.flag("no-archives")
+        loop.exclusions = ScanExclusions(paths: args.all("exclude-path"), extensions: args.all("exclude-ext"), processes: args.all("exclude-process"))
         var heartbeat = HeartbeatClock(interval: args.double("heartbeat", 2))
         var draining = false
         while true {

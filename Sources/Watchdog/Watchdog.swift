@@ -132,6 +132,13 @@ public final class Watchdog {
             for (type, action) in config.threatTypeSettings.sorted(by: { $0.key < $1.key }) { argv += ["--policy", "\(type)=\(action)"] }
             for name in config.allowedThreats { argv += ["--allowed", name] }
             if !config.scanArchives { argv.append("--no-archives") }
+            for e in config.exclusions where e.scopes.contains(.epp) {
+                switch e {
+                case .path(let p, let isDir, _): argv += ["--exclude-path", isDir && !p.hasSuffix("/") && !p.hasSuffix("*") ? p + "/" : p]
+                case .fileExtension(let ext, _): argv += ["--exclude-ext", ext]
+                case .process(let name, _): argv += ["--exclude-process", name]
+                }
+            }
         default:
             break
         }
@@ -298,7 +305,7 @@ public final class Watchdog {
             let collectorChanged = c.globalExclusions != config.globalExclusions || c.sensor != config.sensor
             let blockingChanged = c.execBlockingActive != config.execBlockingActive
             let scannerChanged = c.enforcementLevel != config.enforcementLevel || c.threatTypeSettings != config.threatTypeSettings
-                || c.scanArchives != config.scanArchives
+                || c.scanArchives != config.scanArchives || c.exclusions != config.exclusions
                 || c.allowedThreats != config.allowedThreats
             config = c
             supervisor = Supervisor(policy: c.sensor.restart)

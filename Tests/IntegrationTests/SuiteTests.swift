@@ -439,6 +439,70 @@ final class SuiteTests: XCTestCase {
         XCTAssertEqual(try line.map { try JSON.parse(String($0)) }?["tgid"]?.int, Int(p.processIdentifier))
     }
 
+    func testAntivirusExclusionsAndAllowedThreats() throws {
+        let s = try suite()
+        let base = try makeTempDir("mdatp-epp")
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let quiet = base + "/quiet", loud = base + "/loud"
+        try FileManager.default.createDirectory(atPath: quiet, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: loud, withIntermediateDirectories: true)
+        let writer = base + "/eppwriter"
+        try FileManager.default.copyItem(atPath: realPath("/usr/bin/cp"), toPath: writer)
+        // Written inside the excluded folder once exclusions are in force (elsewhere it would be quarantined).
+        let eicarFile = quiet + "/in-excluded-folder.txt"
+
+        func reconfigure(_ antivirus: String) throws {
+            let old = s.room("scanner", in: s.status())?["pid"]?.int ?? 0
+            try s.writeConfig(SuiteTests.config.replacingOccurrences(of: #""enforcementLevel": "real_time"}"#, with: #""enforcementLevel": "real_time"\#(antivirus)}"#))
+            kill(s.watchdogPid, SIGHUP)
+            try s.waitUntil("scanner restarted", timeout: 60) { st in
+                let r = s.room("scanner", in: st)
+                return r?["state"]?.string == "running" && (r?["pid"]?.int ?? 0) != old && st["watchdog"]?["config_error"] == .null
+            }
+        }
+        func threats() throws -> [JSON] { try JSON.parse(try s.cli(["threat", "list", "--limit", "1000", "--output", "json"]).out)["threats"]?.array ?? [] }
+        func copy(_ to: String, with tool: String = "/usr/bin/cp") throws {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: tool)
+            p.arguments = [eicarFile, to]
+            try p.run()
+            p.waitUntilExit()
+        }
+        func waitThreat(_ path: String) throws -> JSON {
+            let deadline = Date().addingTimeInterval(20)
+            while Date() < deadline {
+                if let t = try threats().first(where: { $0["path"]?.string == path }) { return t }
+                usleep(200_000)
+            }
+            throw HarnessError(description: "no threat for \(path)")
+        }
+
+        try reconfigure(#", "exclusions": [{"$type": "excludedPath", "isDirectory": true, "path": "\#(quiet)"}, {"$type": "excludedFileExtension", "extension": ".skipme"}, {"$type": "excludedFileName", "name": "eppwriter"}]"#)
+        defer { try? reconfigure("") }
+        try #"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"#.write(toFile: eicarFile, atomically: false, encoding: .utf8)
+        try copy(loud + "/excluded-extension.skipme")
+        try copy(loud + "/by-excluded-process.txt", with: writer)
+        try copy(loud + "/control.txt")
+        // The control is caught; by then the excluded ones had their chance too (one queue).
+        XCTAssertEqual(try waitThreat(loud + "/control.txt")["action"]?.string, "quarantined")
+        let paths = Set(try threats().compactMap { $0["path"]?.string })
+        XCTAssertFalse(paths.contains(quiet + "/in-excluded-folder.txt"))
+        XCTAssertFalse(paths.contains(loud + "/excluded-extension.skipme"))
+        XCTAssertFalse(paths.contains(loud + "/by-excluded-process.txt"))
+        XCTAssertEqual(try s.cli(["exclusion", "list", "--output", "json"]).code, 0)
+        // On demand the folder stays excluded, unless the scan ignores exclusions.
+        var r = try JSON.parse(try s.cli(["scan", "custom", "--path", quiet, "--output", "json"]).out)
+        XCTAssertEqual(r["threats"]?.array?.count, 0)
+        r = try JSON.parse(try s.cli(["scan", "custom", "--path", quiet, "--ignore-exclusions", "--output", "json"]).out)
+        XCTAssertEqual(r["threats"]?.array?.first?["path"]?.string, quiet + "/in-excluded-folder.txt")
+
+        // An allowed threat is recorded as allowed and left alone.
+        try reconfigure(#", "allowedThreats": ["Virus.Test.EICAR-Test-File"]"#)
+        try #"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"#.write(toFile: loud + "/allowed.txt", atomically: false, encoding: .utf8)
+        XCTAssertEqual(try waitThreat(loud + "/allowed.txt")["action"]?.string, "allowed")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: loud + "/allowed.txt"))
+    }
+
     func testHostileFilesAreBoundedOnDemand() throws {
         let s = try suite()
         let dir = try makeTempDir("mdatp-hostile")

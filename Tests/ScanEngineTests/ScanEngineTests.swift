@@ -123,3 +123,29 @@ final class ThreatPolicyTests: XCTestCase {
         XCTAssertEqual(ThreatPolicy.parse(remediate: true, policies: [], allowed: [eicar.name]).action(for: eicar), .allowed)
     }
 }
+
+final class ExclusionTests: XCTestCase {
+    func testPathRulesAsDefenderDescribesThem() {
+        let e = ScanExclusions(paths: ["/var/lib/pg/", "/srv/app.bin", "/home/*/cache/", "/data/*", "/logs/app?.txt"])
+        XCTAssertTrue(e.excludes(path: "/var/lib/pg/base/1/2"))
+        XCTAssertFalse(e.excludes(path: "/var/lib/pgx/file"))
+        XCTAssertTrue(e.excludes(path: "/srv/app.bin"))
+        XCTAssertFalse(e.excludes(path: "/srv/app.bin2"))
+        XCTAssertTrue(e.excludes(path: "/home/ann/cache/x"))
+        XCTAssertFalse(e.excludes(path: "/home/ann/deep/cache/x"), "* is exactly one level")
+        XCTAssertTrue(e.excludes(path: "/data/a/b/c"), "final * is everything below")
+        XCTAssertFalse(e.excludes(path: "/database/x"))
+        XCTAssertTrue(e.excludes(path: "/logs/app1.txt"))
+        XCTAssertFalse(e.excludes(path: "/logs/app12.txt"))
+    }
+
+    func testExtensionsAndProcesses() {
+        let e = ScanExclusions(extensions: [".iso"], processes: ["postgres", "/usr/bin/backup-tool", "averyveryverylongname"])
+        XCTAssertTrue(e.excludes(path: "/x/disk.iso"))
+        XCTAssertFalse(e.excludes(path: "/x/disk.iso.sig"))
+        XCTAssertTrue(e.excludes(processName: "postgres", executable: nil))
+        XCTAssertTrue(e.excludes(processName: "backup-tool", executable: "/usr/bin/backup-tool"))
+        XCTAssertFalse(e.excludes(processName: "backup-tool", executable: "/tmp/backup-tool"), "full paths match the executable only")
+        XCTAssertTrue(e.excludes(processName: "averyveryverylo", executable: nil), "comm is cut at 15 bytes")
+    }
+}

@@ -38,7 +38,7 @@ extension Rooms {
         heartbeatCounters: [
             "events_received", "files_scanned", "cache_hits", "threats_found", "scan_errors", "events_lost",
             "opens_refused", "queue_overflows", "signatures_loaded", "queries_served",
-            "definitions_version", "definitions_created_unix",
+            "definitions_version", "definitions_created_unix", "excluded",
         ],
         niceness: 10,
         // process (exec) and file (close-after-write) events

@@ -41,7 +41,8 @@ let package = Package(
         .target(name: "MdatpSQLite", dependencies: ["CSQLite"]),
         .target(name: "CCrypto", path: "Sources/CCrypto", linkerSettings: [.linkedLibrary("crypto"), .linkedLibrary("zstd")]),
         .systemLibrary(name: "CArchive", path: "Sources/CArchive"),
-        .target(name: "ScanEngine", dependencies: ["CCrypto", "CArchive", "MdatpJSON"]),
+        .target(name: "CYara", path: "Sources/CYara", linkerSettings: [.linkedLibrary("yara")]),
+        .target(name: "ScanEngine", dependencies: ["CCrypto", "CArchive", "CYara", "MdatpJSON"]),
 
         // Rooms: one module each, opening with Room.swift.
         .target(name: "Collector", dependencies: ["MdatpRoom", "MdatpRing", "CCollectorBPF", "CMdatpABI"]),

@@ -80,7 +80,7 @@ public enum ArchiveWalker {
             state.outcome.members += 1
             if state.outcome.members > state.limits.maxMembers { state.bomb("more than \(state.limits.maxMembers) members", at: where_); break }
             guard let digests = readMember(a, where_: where_, state: &state) else { break }
-            if let d = state.definitions.match(digests.digests) {
+            if let d = state.definitions.match(digests.digests) ?? digests.kept.flatMap({ state.definitions.matchContent(bytes: $0) }) {
                 state.outcome.detection = d
                 state.outcome.member = where_
                 break

@@ -5,30 +5,41 @@ import Glibc
 public struct Definitions: Sendable {
     public static let maxFileBytes = 512 << 20
     public static let maxFiles = 256
-    public static let extensions = ["hdb", "hsb", "fp", "sfp"]
+    public static let extensions = ["hdb", "hsb", "fp", "sfp", "yar"]
 
     public private(set) var hashes = HashSignatureSet()
+    public private(set) var yara: YaraRules?
     public private(set) var files: [String] = []
 
     public init() {}
 
-    public var signatureCount: Int { hashes.count }
+    public var signatureCount: Int { hashes.count + (yara?.count ?? 0) }
 
     /// Loads `dir`; `read` returns a file's bytes (bounded by the caller).
     public static func load(directory dir: String, names: [String], read: (String) -> [UInt8]?) throws(SignatureError) -> Definitions {
         var d = Definitions()
+        var yaraSources: [(String, String)] = []
         let wanted = names.filter { n in Definitions.extensions.contains { n.hasSuffix("." + $0) } }.sorted()
         guard wanted.count <= maxFiles else { throw SignatureError(file: dir, line: 0, reason: "more than \(maxFiles) signature files") }
         for name in wanted {
             let path = dir + "/" + name
             guard let bytes = read(path) else { throw SignatureError(file: path, line: 0, reason: "unreadable or larger than \(maxFileBytes) bytes") }
-            try d.hashes.load(bytes, file: name, allowList: name.hasSuffix(".fp") || name.hasSuffix(".sfp"))
+            if name.hasSuffix(".yar") {
+                yaraSources.append((name, String(decoding: bytes, as: UTF8.self)))
+            } else {
+                try d.hashes.load(bytes, file: name, allowList: name.hasSuffix(".fp") || name.hasSuffix(".sfp"))
+            }
             d.files.append(name)
         }
-        guard d.hashes.count > 0 else { throw SignatureError(file: dir, line: 0, reason: "no signatures") }
+        if !yaraSources.isEmpty { d.yara = try YaraRules(sources: yaraSources) }
+        guard d.signatureCount > 0 else { throw SignatureError(file: dir, line: 0, reason: "no signatures") }
         return d
     }
 
     public func match(_ digests: FileDigests) -> Detection? { hashes.match(digests) }
+
+    /// Content rules, after the hashes (which allow-lists can clear first).
+    public func matchContent(fd: Int32) -> Detection? { yara?.scan(fd: fd) }
+    public func matchContent(bytes: [UInt8]) -> Detection? { yara?.scan(bytes: bytes) }
     public var neededKinds: Set<HashKind> { hashes.neededKinds }
 }

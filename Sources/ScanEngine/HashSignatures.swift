@@ -185,6 +185,14 @@ public struct HashSignatureSet: Sendable {
         set[HashKey(digest: digest, size: size)] ?? set[HashKey(digest: digest, size: nil)]
     }
 
+    /// Whether an allow-list names this file (then no other engine looks at it).
+    public func allowed(_ d: FileDigests) -> Bool {
+        for (kind, keys) in allow where !d.value(kind).isEmpty {
+            if keys.contains(HashKey(digest: d.value(kind), size: d.size)) || keys.contains(HashKey(digest: d.value(kind), size: nil)) { return true }
+        }
+        return false
+    }
+
     /// The verdict for a file's digests: allow-lists win.
     public func match(_ d: FileDigests) -> Detection? {
         for (kind, keys) in allow where !d.value(kind).isEmpty {

@@ -128,6 +128,7 @@ final class ScannerLoop {
             let digests = try FileHasher.digests(fd: fd, kinds: definitions.neededKinds, maxBytes: maxFileBytes)
             counters.scanned &+= 1
             var verdict = definitions.match(digests)
+            if verdict == nil && !definitions.hashes.allowed(digests) { verdict = definitions.matchContent(fd: fd) }
             if verdict == nil && key.archives {
                 verdict = ArchiveWalker.scan(fd: fd, compressedSize: UInt64(st.st_size), limits: archiveLimits, definitions: definitions)?.detection
             }

@@ -97,6 +97,23 @@ final class SuiteTests: XCTestCase {
         XCTAssertEqual(st.st_mode & 0o777, 0o600)
     }
 
+    func testYARAFindsTheTestStringEmbeddedInAScript() throws {
+        let s = try suite()
+        let dir = try makeTempDir("mdatp-yara")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/installer.sh"
+        try ("#!/bin/sh\n# payload below\necho '" + #"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"# + "'\n")
+            .write(toFile: path, atomically: false, encoding: .utf8)
+        let deadline = Date().addingTimeInterval(20)
+        var found: JSON?
+        while found == nil && Date() < deadline {
+            found = try JSON.parse(try s.cli(["threat", "list", "--output", "json"]).out)["threats"]?.array?.first { $0["path"]?.string == path }
+            if found == nil { usleep(200_000) }
+        }
+        XCTAssertEqual(found?["name"]?.string, "Virus_Test_EICAR_Embedded")
+        XCTAssertEqual(found?["action"]?.string, "quarantined")
+    }
+
     func testCustomScanOfTheClamAVTestFiles() throws {
         let s = try suite()
         let dir = "/usr/share/clamav-testfiles"

@@ -149,3 +149,31 @@ final class ExclusionTests: XCTestCase {
         XCTAssertTrue(e.excludes(processName: "averyveryverylo", executable: nil), "comm is cut at 15 bytes")
     }
 }
+
+final class YaraTests: XCTestCase {
+    func testRulesCompileMatchAndBadRulesAreRefusedWithTheirLine() throws {
+        let rules = try YaraRules(sources: [("a.yar", """
+        rule Unix_Tool_Miner { meta: threat_type = "tool" strings: $s = "stratum+tcp://" condition: $s }
+        rule Plain { strings: $p = { 4D 5A 90 00 } condition: $p at 0 }
+        """)])
+        XCTAssertEqual(rules.count, 2)
+        XCTAssertEqual(rules.scan(bytes: Array("config: stratum+tcp://pool:3333".utf8))?.name, "Unix_Tool_Miner")
+        XCTAssertEqual(rules.scan(bytes: Array("config: stratum+tcp://pool:3333".utf8))?.type, .tool)
+        XCTAssertEqual(rules.scan(bytes: [0x4d, 0x5a, 0x90, 0x00, 1, 2])?.name, "Plain")
+        XCTAssertNil(rules.scan(bytes: Array("nothing here".utf8)))
+        XCTAssertThrowsError(try YaraRules(sources: [("ok.yar", "rule A { condition: true }"), ("bad.yar", "rule B {\n strings: $x = \"y\"\n condition: $z\n}")])) { e in
+            let err = e as! SignatureError
+            XCTAssertEqual(err.file, "bad.yar")
+            XCTAssertGreaterThanOrEqual(err.line, 3, "the line YARA names")
+        }
+    }
+
+    func testTheShippedRuleFindsEICAREmbedded() throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path + "/definitions"
+        let defs = try Definitions.load(directory: dir, names: try FileManager.default.contentsOfDirectory(atPath: dir)) { path in
+            FileManager.default.contents(atPath: path).map { [UInt8]($0) }
+        }
+        let text = "#!/bin/sh\necho '" + #"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"# + "' > /dev/null\n"
+        XCTAssertEqual(defs.matchContent(bytes: Array(text.utf8))?.name, "Virus_Test_EICAR_Embedded")
+    }
+}

@@ -36,7 +36,7 @@ struct Scan: ParsableCommand {
 }
 
 struct Threat: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Threats found (root or the mdatp group).", subcommands: [List.self, Quarantine.self])
+    static let configuration = CommandConfiguration(abstract: "Threats found (root or the mdatp group).", subcommands: [List.self, Quarantine.self, Allowed.self, Policy.self])
 
     struct Quarantine: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Quarantined files (root).", subcommands: [QList.self, Restore.self, Remove.self])
@@ -125,7 +125,8 @@ struct DefinitionsCommand: ParsableCommand {
 }
 
 struct ExclusionCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "exclusion", abstract: "Exclusions from the configuration.", subcommands: [List.self])
+    static let configuration = CommandConfiguration(commandName: "exclusion", abstract: "Exclusions (list for anyone; changes need root).",
+                                                    subcommands: [List.self, Folder.self, File.self, Extension.self, Process.self])
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Every exclusion in force, with its scopes.")

@@ -14,6 +14,7 @@ enum ClientVerb: String {
     case scan
     case quarantine
     case definitions
+    case config
     case reload
     case selftest
 
@@ -23,7 +24,7 @@ enum ClientVerb: String {
         switch self {
         case .status: return .anyone
         case .events, .threats: return .readers
-        case .reload, .selftest, .scan, .quarantine, .definitions: return .root
+        case .reload, .selftest, .scan, .quarantine, .definitions, .config: return .root
         }
     }
 }
@@ -116,6 +117,12 @@ extension Watchdog {
             case "update": forwarded = startUpdate(client: fd, source: json["source"]?.string)
             case "restore": restoreDefinitions(client: fd)
             default: refuse(fd, "definitions action must be update or restore", code: "usage")
+            }
+        case .config:
+            do throws(ConfigEditError) {
+                reply(fd, .object([("ok", .bool(true)), ("message", .string(try editConfig(json)))]))
+            } catch {
+                if case .usage = error { refuse(fd, error.description, code: "usage") } else { refuse(fd, error.description) }
             }
         case .reload:
             reload()

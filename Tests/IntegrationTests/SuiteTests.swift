@@ -520,6 +520,45 @@ final class SuiteTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: loud + "/allowed.txt"))
     }
 
+    func testDefenderConfigVerbsEditTheLocalFileAndRespectTheManagedOne() throws {
+        let s = try suite()
+        let managedDir = s.prefix + "/etc/opt/mdatp/managed"
+        try FileManager.default.createDirectory(atPath: managedDir, withIntermediateDirectories: true)
+        try #"{"antivirusEngine": {"behaviorMonitoring": "enabled"}}"#.write(toFile: managedDir + "/mdatp_managed.json", atomically: true, encoding: .utf8)
+        let configPath = s.prefix + "/etc/opt/mdatp/mdatp.json"
+        defer {
+            try? FileManager.default.removeItem(atPath: managedDir + "/mdatp_managed.json")
+            let old = s.room("scanner", in: s.status())?["pid"]?.int ?? 0
+            try? s.writeConfig(SuiteTests.config)
+            kill(s.watchdogPid, SIGHUP)
+            _ = try? s.waitUntil("scanner back on the test config", timeout: 60) { st in
+                (s.room("scanner", in: st)?["pid"]?.int ?? 0) != old && s.room("scanner", in: st)?["state"]?.string == "running"
+            }
+        }
+        let managed = try s.cli(["config", "behavior-monitoring", "--value", "disabled"])
+        XCTAssertEqual(managed.code, 77)
+        XCTAssertTrue(managed.err.contains("managed"), managed.err)
+        XCTAssertEqual(try s.cli(["health", "--field", "behavior_monitoring"]).out, "\"enabled\" [managed]\n")
+
+        let before = try String(contentsOfFile: configPath, encoding: .utf8)
+        let bad = try s.cli(["config", "maximum-on-demand-scan-threads", "--value", "99"])
+        XCTAssertEqual(bad.code, 77)
+        XCTAssertTrue(bad.err.contains("maximumOnDemandScanThreads"), bad.err)
+        XCTAssertEqual(try String(contentsOfFile: configPath, encoding: .utf8), before, "a refused change leaves the file as it was")
+
+        XCTAssertEqual(try s.cli(["exclusion", "folder", "add", "--path", "/srv/mdatp-test"]).code, 0)
+        let listed = try JSON.parse(try s.cli(["exclusion", "list", "--output", "json"]).out)
+        XCTAssertTrue(listed["exclusions"]?.array?.contains { $0["value"]?.string == "/srv/mdatp-test" && $0["type"]?.string == "folder" } ?? false)
+        XCTAssertEqual(try s.cli(["exclusion", "folder", "remove", "--path", "/srv/mdatp-test"]).code, 0)
+        XCTAssertEqual(try s.cli(["exclusion", "folder", "remove", "--path", "/srv/mdatp-test"]).code, 77)
+        XCTAssertEqual(try s.cli(["threat", "policy", "set", "--type", "archive_bomb", "--action", "block"]).code, 0)
+        XCTAssertEqual(try s.cli(["threat", "allowed", "add", "--name", "Test.Allowed"]).code, 0)
+        XCTAssertEqual(try s.cli(["threat", "allowed", "list"]).out, "Test.Allowed\n")
+        let written = try JSON.parse(try String(contentsOfFile: configPath, encoding: .utf8))
+        XCTAssertEqual(written["antivirusEngine"]?["threatTypeSettings"]?.array?.first?["value"]?.string, "block")
+        XCTAssertEqual(s.status()?["watchdog"]?["config_error"], .null)
+    }
+
     func testHostileFilesAreBoundedOnDemand() throws {
         let s = try suite()
         let dir = try makeTempDir("mdatp-hostile")

@@ -5,7 +5,34 @@ import MdatpSystem
 
 struct Diagnostic: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Troubleshooting.", subcommands: [Status.self, SandboxSelftest.self])
+        abstract: "Troubleshooting.", subcommands: [Status.self, SandboxSelftest.self, RealTimeProtectionStatistics.self])
+
+    struct RealTimeProtectionStatistics: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "real-time-protection-statistics",
+            abstract: "Files scanned in real time per process, and the time spent: what to exclude.")
+        @Flag(name: .long, help: "Heaviest first (always so; accepted for Defender's syntax).") var sort = false
+        @Option(name: .long, help: "Only the N heaviest.") var top: Int?
+        @OptionGroup var out: OutputOptions
+
+        func run() throws {
+            let r = try SuiteClient.request(.object([("verb", "rtp_stats")]))
+            var rows = r["counters"]?.array ?? []
+            if let top { rows = Array(rows.prefix(max(0, top))) }
+            if out.output == .json {
+                print(JSON.object([("counters", .array(rows))]).serialized(pretty: true))
+                return
+            }
+            for c in rows {
+                print("=====================================")
+                print("Process id: \(c["id"]?.int ?? 0)")
+                print("Name: \(c["name"]?.string ?? "")")
+                print("Path: \(c["path"]?.string ?? "")")
+                print("Total files scanned: \(c["totalFilesScanned"]?.int ?? 0)")
+                print("Scan time (ns): \(c["scanTimeNs"]?.int ?? 0)")
+                print("Status: \(c["status"]?.string ?? "")")
+            }
+        }
+    }
 
     struct Status: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "The watchdog's status dump: rooms, rings, kernel counters.")

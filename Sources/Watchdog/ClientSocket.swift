@@ -15,6 +15,7 @@ enum ClientVerb: String {
     case quarantine
     case definitions
     case config
+    case rtp_stats
     case reload
     case selftest
 
@@ -23,7 +24,7 @@ enum ClientVerb: String {
     var access: Access {
         switch self {
         case .status: return .anyone
-        case .events, .threats: return .readers
+        case .events, .threats, .rtp_stats: return .readers
         case .reload, .selftest, .scan, .quarantine, .definitions, .config: return .root
         }
     }
@@ -78,7 +79,7 @@ extension Watchdog {
         switch verb {
         case .status:
             reply(fd, statusJSON())
-        case .events, .threats, .scan:
+        case .events, .threats, .scan, .rtp_stats:
             // Event content is the EDR's, threats and scans the scanner's: the
             // request goes there with the client's socket, and the room answers.
             let roomName = verb == .events ? "edr" : "scanner"

@@ -112,6 +112,12 @@ final class SuiteTests: XCTestCase {
         }
         XCTAssertEqual(found?["name"]?.string, "Virus_Test_EICAR_Embedded")
         XCTAssertEqual(found?["action"]?.string, "quarantined")
+        // The write is charged to this test process in the real-time statistics.
+        let stats = try JSON.parse(try s.cli(["diagnostic", "real-time-protection-statistics", "--output", "json"]).out)
+        let mine = stats["counters"]?.array?.first { $0["id"]?.int == Int(getpid()) }
+        XCTAssertGreaterThanOrEqual(mine?["totalFilesScanned"]?.int ?? 0, 1, stats.serialized())
+        XCTAssertGreaterThan(mine?["scanTimeNs"]?.int ?? 0, 0)
+        XCTAssertTrue(try s.cli(["diagnostic", "real-time-protection-statistics", "--sort", "--top", "1"]).out.contains("Total files scanned:"))
     }
 
     func testCustomScanOfTheClamAVTestFiles() throws {

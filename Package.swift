@@ -37,7 +37,7 @@ let package = Package(
         .target(name: "MdatpEvents", dependencies: ["CMdatpABI"]),
         .target(name: "MdatpJSON"),
         .target(name: "MdatpConfig", dependencies: ["MdatpJSON"]),
-        .target(name: "MdatpRoom", dependencies: ["MdatpSystem", "MdatpWire", "MdatpConfig"]),
+        .target(name: "MdatpRoom", dependencies: ["MdatpSystem", "MdatpWire", "MdatpConfig", "MdatpRing"]),
         .target(name: "MdatpSQLite", dependencies: ["CSQLite"]),
         .target(name: "CCrypto", path: "Sources/CCrypto", linkerSettings: [.linkedLibrary("crypto"), .linkedLibrary("zstd")]),
         .systemLibrary(name: "CArchive", path: "Sources/CArchive"),

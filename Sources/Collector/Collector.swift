@@ -72,12 +72,8 @@ public enum CollectorRoom {
     static let name = "collector"
 
     public static func main() -> Never {
-        let args = RoomArguments(CommandLine.arguments)
-        let paths = SuitePaths(prefix: args.string("prefix") ?? "")
-        Sys.setThreadName("mdatp-collector")
-        do throws(Errno) { try Sys.setParentDeathSignal(SIGKILL) } catch { roomFail(name, "\(error)", code: RoomExit.transient) }
-        let control = Channel(fd: RoomFD.control)
-        guard let account = Sys.lookupUser("mdatp") else { roomFail(name, "user mdatp does not exist", code: RoomExit.badConfig) }
+        let room = RoomStart.begin(manifest)
+        let (args, paths, control, account) = (room.args, room.paths, room.control, room.account)
 
         // 1. tracefs: syscall tracepoints need it (libbpf reads their ids there).
         let tracefs = "/sys/kernel/tracing"
@@ -141,7 +137,7 @@ public enum CollectorRoom {
         // 6. Demote and sandbox, then ready.
         do throws(Errno) {
             _ = try RoomSandbox.enter(manifest, account: account, paths: paths, seccompLogOnly: args.flag("seccomp-log"))
-            try control.send(.ready)
+            room.ready()
             try control.send(.collectorInfo(CollectorInfo(
                 hookFamily: "tracepoint", programsAttached: UInt32(mdatp_bpf_attached_count(bpf)),
                 createdFlagCalibrated: calibrated, skipped: String(cString: mdatp_bpf_skipped(bpf)))))

@@ -130,25 +130,14 @@ public enum EDRRoom {
     static let batchSize = 2048
 
     public static func main() -> Never {
-        let args = RoomArguments(CommandLine.arguments)
-        let paths = SuitePaths(prefix: args.string("prefix") ?? "")
-        Sys.setThreadName("mdatp-edr")
-        let control = Channel(fd: RoomFD.control)
-        do throws(Errno) { try Sys.setParentDeathSignal(SIGKILL) } catch { roomFail(name, "\(error)", code: RoomExit.transient) }
-        guard let account = Sys.lookupUser("mdatp") else { roomFail(name, "user mdatp does not exist", code: RoomExit.badConfig) }
-
-        let ring: RingConsumer
-        do throws(Errno) {
-            ring = try RingFiles.mapConsumer(dataReadOnly: RoomFD.ringData, cursor: RoomFD.ringCursor, wake: RoomFD.ringWake)
-            _ = try RoomSandbox.enter(manifest, account: account, paths: paths, seccompLogOnly: args.flag("seccomp-log"))
-        } catch {
-            roomFail(name, "setup: \(error)", code: RoomExit.transient)
-        }
+        let room = RoomStart.begin(manifest)
+        let (args, paths, control) = (room.args, room.paths, room.control)
+        let ring = room.mapRingAndSandbox(manifest)
         let store: EventStore
         do throws(StoreError) { store = try EventStore(path: paths.edrStore) } catch {
             roomFail(name, "\(error)", code: RoomExit.transient)
         }
-        do throws(Errno) { try control.send(.ready) } catch { roomFail(name, "\(error)", code: RoomExit.transient) }
+        room.ready()
 
         let maxBytes = Int64(args.int("store-max-bytes", 256 << 20))
         let maxAgeNs = Int64(args.int("store-max-age-hours", 168)) * 3_600_000_000_000

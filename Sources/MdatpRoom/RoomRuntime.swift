@@ -3,6 +3,8 @@
 import Glibc
 import MdatpSystem
 import MdatpWire
+import MdatpRing
+import MdatpConfig
 
 /// Exit-code contract with the watchdog.
 public enum RoomExit {
@@ -82,4 +84,40 @@ public func sandboxSelftest(_ room: String) -> Never {
     roomLog(room, "sandbox self-test: calling a forbidden syscall")
     let rc = Sys.forbiddenSyscallProbe()
     roomFail(room, "sandbox self-test: forbidden syscall returned \(rc): seccomp is not enforcing", code: 1)
+}
+
+/// The opening every room shares, before anything of its own: its arguments and
+/// paths, its process title, dying with the watchdog, the mdatp account.
+public struct RoomStart {
+    public let name: String
+    public let args: RoomArguments
+    public let paths: SuitePaths
+    public let control: Channel
+    public let account: Account
+
+    public static func begin(_ manifest: RoomManifest) -> RoomStart {
+        let args = RoomArguments(CommandLine.arguments)
+        Sys.setThreadName(manifest.executable)
+        do throws(Errno) { try Sys.setParentDeathSignal(SIGKILL) } catch { roomFail(manifest.name, "\(error)", code: RoomExit.transient) }
+        guard let account = Sys.lookupUser("mdatp") else { roomFail(manifest.name, "user mdatp does not exist", code: RoomExit.badConfig) }
+        return RoomStart(name: manifest.name, args: args, paths: SuitePaths(prefix: args.string("prefix") ?? ""),
+                         control: Channel(fd: RoomFD.control), account: account)
+    }
+
+    /// A consumer's next step: map its ring (inherited at fixed descriptors), then
+    /// install the sandbox. Fatal (transient) if either fails.
+    public func mapRingAndSandbox(_ manifest: RoomManifest) -> RingConsumer {
+        do throws(Errno) {
+            let ring = try RingFiles.mapConsumer(dataReadOnly: RoomFD.ringData, cursor: RoomFD.ringCursor, wake: RoomFD.ringWake)
+            _ = try RoomSandbox.enter(manifest, account: account, paths: paths, seccompLogOnly: args.flag("seccomp-log"))
+            return ring
+        } catch {
+            roomFail(name, "setup: \(error)", code: RoomExit.transient)
+        }
+    }
+
+    /// Tells the watchdog the sandbox is in place.
+    public func ready() {
+        do throws(Errno) { try control.send(.ready) } catch { roomFail(name, "\(error)", code: RoomExit.transient) }
+    }
 }

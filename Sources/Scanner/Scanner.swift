@@ -86,21 +86,31 @@ final class ScannerLoop {
         self.maxFileBytes = maxFileBytes
     }
 
+    /// One request to the watchdog on the request channel and its reply (with
+    /// its descriptor, if any). Anything but a reply is fatal for the room.
+    func ask(_ request: Message) throws(Errno) -> (Message, Int32) {
+        try requests.send(request)
+        switch try requests.receive() {
+        case .message(let reply, let fd):
+            return (reply, fd)
+        case .closed:
+            roomFail("scanner", "request channel closed", code: RoomExit.transient)
+        case .violation(let v):
+            roomFail("scanner", "\(v)", code: 1)
+        }
+    }
+
+    func unexpected(_ fd: Int32) -> Never {
+        if fd >= 0 { Sys.close(fd) }
+        roomFail("scanner", "unexpected reply on the request channel", code: 1)
+    }
+
     /// Asks the watchdog to open `path`; the descriptor or an errno.
     func open(_ path: [UInt8]) -> Result<Int32, Errno> {
         do throws(Errno) {
-            try requests.send(.openForScan(path: path))
-            switch try requests.receive() {
-            case .message(.openResult(let status), let fd):
-                if status == 0 { return .success(fd) }
-                return .failure(Errno(status, "open"))
-            case .message(_, let fd):
-                if fd >= 0 { Sys.close(fd) }
-                roomFail("scanner", "unexpected reply on the request channel", code: 1)
-            case .closed:
-                roomFail("scanner", "request channel closed", code: RoomExit.transient)
-            case .violation(let v):
-                roomFail("scanner", "\(v)", code: 1)
+            switch try ask(.openForScan(path: path)) {
+            case (.openResult(let status), let fd): return status == 0 ? .success(fd) : .failure(Errno(status, "open"))
+            case (_, let fd): unexpected(fd)
             }
         } catch {
             return .failure(error)
@@ -173,16 +183,9 @@ final class ScannerLoop {
     /// refused when blocking is off).
     func deny(dev: UInt64, ino: UInt64) {
         do throws(Errno) {
-            try requests.send(.denyExecutable(dev: dev, ino: ino))
-            switch try requests.receive() {
-            case .message(.denyResult, _): return
-            case .message(_, let fd):
-                if fd >= 0 { Sys.close(fd) }
-                roomFail("scanner", "unexpected reply on the request channel", code: 1)
-            case .closed:
-                roomFail("scanner", "request channel closed", code: RoomExit.transient)
-            case .violation(let v):
-                roomFail("scanner", "\(v)", code: 1)
+            switch try ask(.denyExecutable(dev: dev, ino: ino)) {
+            case (.denyResult, _): return
+            case (_, let fd): unexpected(fd)
             }
         } catch {
             roomLog("scanner", "deny request failed: \(error)")
@@ -192,17 +195,10 @@ final class ScannerLoop {
     /// Asks the watchdog to move the file to quarantine; the action to record and the id.
     func quarantine(path: [UInt8], dev: UInt64, ino: UInt64, threat: String) -> (String, String) {
         do throws(Errno) {
-            try requests.send(.quarantine(dev: dev, ino: ino, threat: Array(threat.utf8), path: path))
-            switch try requests.receive() {
-            case .message(.quarantineResult(let status, let id), _):
+            switch try ask(.quarantine(dev: dev, ino: ino, threat: Array(threat.utf8), path: path)) {
+            case (.quarantineResult(let status, let id), _):
                 return status == 0 ? ("quarantined", id) : ("quarantine_failed: \(Errno(status, "quarantine"))", "")
-            case .message(_, let fd):
-                if fd >= 0 { Sys.close(fd) }
-                roomFail("scanner", "unexpected reply on the request channel", code: 1)
-            case .closed:
-                roomFail("scanner", "request channel closed", code: RoomExit.transient)
-            case .violation(let v):
-                roomFail("scanner", "\(v)", code: 1)
+            case (_, let fd): unexpected(fd)
             }
         } catch {
             return ("quarantine_failed: \(error)", "")
@@ -416,13 +412,9 @@ public enum ScannerRoom {
     static let name = "scanner"
 
     public static func main() -> Never {
-        let args = RoomArguments(CommandLine.arguments)
-        let paths = SuitePaths(prefix: args.string("prefix") ?? "")
-        Sys.setThreadName("mdatp-scanner")
-        let control = Channel(fd: RoomFD.control)
+        let room = RoomStart.begin(manifest)
+        let (args, paths, control) = (room.args, room.paths, room.control)
         let requests = Channel(fd: RoomFD.requests)
-        do throws(Errno) { try Sys.setParentDeathSignal(SIGKILL) } catch { roomFail(name, "\(error)", code: RoomExit.transient) }
-        guard let account = Sys.lookupUser("mdatp") else { roomFail(name, "user mdatp does not exist", code: RoomExit.badConfig) }
 
         // Definitions first (read as root, before the sandbox): the installed package, or
         // the one shipped with the product when that is refused; neither is a bad install.
@@ -440,18 +432,12 @@ public enum ScannerRoom {
         }
         guard let package = loaded else { roomFail(name, "no usable definitions", code: RoomExit.badConfig) }
 
-        let ring: RingConsumer
-        do throws(Errno) {
-            ring = try RingFiles.mapConsumer(dataReadOnly: RoomFD.ringData, cursor: RoomFD.ringCursor, wake: RoomFD.ringWake)
-            _ = try RoomSandbox.enter(manifest, account: account, paths: paths, seccompLogOnly: args.flag("seccomp-log"))
-        } catch {
-            roomFail(name, "setup: \(error)", code: RoomExit.transient)
-        }
+        let ring = room.mapRingAndSandbox(manifest)
         let store: ThreatStore
         do throws(SQLiteError) { store = try ThreatStore(path: paths.threatStore) } catch {
             roomFail(name, "threat store: \(error)", code: RoomExit.transient)
         }
-        do throws(Errno) { try control.send(.ready) } catch { roomFail(name, "\(error)", code: RoomExit.transient) }
+        room.ready()
         roomLog(name, "definitions \(package.version): \(package.definitions.signatureCount) signatures from \(package.definitions.files.joined(separator: ", "))")
 
         let policy = ThreatPolicy.parse(remediate: args.flag("remediate"), policies: args.all("policy"), allowed: args.all("allowed"))
@@ -509,14 +495,4 @@ public enum ScannerRoom {
         }
     }
 
-    static func listNames(_ dir: String) -> [String] {
-        guard let d = opendir(dir) else { return [] }
-        defer { closedir(d) }
-        var out: [String] = []
-        while let e = readdir(d) {
-            let n = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-            if n != "." && n != ".." { out.append(n) }
-        }
-        return out
-    }
 }

@@ -157,28 +157,25 @@ public enum CollectorRoom {
             loop.flush()
             if clock.due() { try? control.send(.heartbeat(loop.heartbeat())) }
             if let ready = try? Sys.pollReadable([control.fd], timeoutMs: 0), ready[0] {
-                switch try? control.receive() {
-                case .message(.shutdown, _)?:
+                switch room.nextControlMessage(manifest) {
+                case (.shutdown, _):
                     // Drain what the kernel holds, then go.
                     _ = mdatp_bpf_rings_consume(bpf)
                     loop.flush()
                     try? control.send(.heartbeat(loop.heartbeat()))
                     exit(RoomExit.ok)
-                case .message(.selftestForbidden, _)?:
-                    sandboxSelftest(name)
-                case .message(.execBlocking(let on), _)?:
+                case (.execBlocking(let on), _):
                     loop.bss.exec_blocking!.pointee = on ? 1 : 0
                     roomLog(name, "kernel exec blocking \(on ? "on" : "off")")
-                case .message(.denyUpdate(let dev, let ino), _)?:
+                case (.denyUpdate(let dev, let ino), _):
                     switch deny.insert(dev: kernelDev(dev), ino: ino) {
                     case .added: loop.denyEntries &+= 1
                     case .present: break
                     case .full: roomLog(name, "deny table: no free slot for \(dev):\(ino)")
                     }
-                case .closed?, nil:
-                    exit(RoomExit.ok)
-                default:
-                    roomFail(name, "unexpected control message", code: 1)
+                case (let m, let fd):
+                    if fd >= 0 { Sys.close(fd) }
+                    roomFail(name, "\(m.type) is in the manifest but not handled", code: 1)
                 }
             }
         }

@@ -195,21 +195,15 @@ public enum EDRRoom {
                 controlReady = ring.wait(timeoutMs: timeout, extraFds: [control.fd]).first == true
             }
             guard controlReady else { continue }
-            switch try? control.receive() {
-            case .message(.shutdown, _)?:
+            switch room.nextControlMessage(manifest) {
+            case (.shutdown, _):
                 draining = true
-            case .message(.selftestForbidden, _)?:
-                sandboxSelftest(name)
-            case .message(.query(let uid, _, let request), let fd)?:
+            case (.query(let uid, _, let request), let fd):
                 QueryServer.answer(fd: fd, uid: uid, request: request, store: store, counters: &counters)
                 Sys.close(fd)
-            case .closed?, nil:
-                exit(RoomExit.ok)
-            case .violation(let v)?:
-                roomFail(name, "\(v)", code: 1)
-            case .message(let m, let fd)?:
+            case (let m, let fd):
                 if fd >= 0 { Sys.close(fd) }
-                roomFail(name, "unexpected message \(m.type)", code: 1)
+                roomFail(name, "\(m.type) is in the manifest but not handled", code: 1)
             }
         }
     }

@@ -121,3 +121,25 @@ public struct RoomStart {
         do throws(Errno) { try control.send(.ready) } catch { roomFail(name, "\(error)", code: RoomExit.transient) }
     }
 }
+
+extension RoomStart {
+    /// The next control message for this room to act on. What every room does
+    /// alike is done here: a closed channel ends the room (the watchdog is
+    /// gone), the sandbox self-test runs, and a violation or a message not in
+    /// the manifest's `receives` is fatal.
+    public func nextControlMessage(_ manifest: RoomManifest) -> (Message, descriptor: Int32) {
+        switch try? control.receive() {
+        case .message(.selftestForbidden, _)? where manifest.receives.contains(.selftestForbidden):
+            sandboxSelftest(name)
+        case .message(let m, let fd)? where manifest.receives.contains(m.type):
+            return (m, fd)
+        case .message(let m, let fd)?:
+            if fd >= 0 { Sys.close(fd) }
+            roomFail(name, "unexpected message \(m.type)", code: 1)
+        case .violation(let v)?:
+            roomFail(name, "\(v)", code: 1)
+        case .closed?, nil:
+            exit(RoomExit.ok)
+        }
+    }
+}

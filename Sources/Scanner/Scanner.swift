@@ -469,22 +469,16 @@ public enum ScannerRoom {
                 controlReady = ring.wait(timeoutMs: 200, extraFds: [control.fd]).first == true
             }
             guard controlReady else { continue }
-            switch try? control.receive() {
-            case .message(.shutdown, _)?:
+            switch room.nextControlMessage(manifest) {
+            case (.shutdown, _):
                 draining = true
-            case .message(.selftestForbidden, _)?:
-                sandboxSelftest(name)
-            case .message(.query(_, _, let request), let fd)?:
+            case (.query(_, _, let request), let fd):
                 if !loop.answer(fd: fd, request: request) { Sys.close(fd) }
-            case .message(.loadDefinitions(let path), _)?:
+            case (.loadDefinitions(let path), _):
                 try? control.send(loop.update(from: String(decoding: path, as: UTF8.self), trustedKeys: trustedKeys))
-            case .closed?, nil:
-                exit(RoomExit.ok)
-            case .violation(let v)?:
-                roomFail(name, "\(v)", code: 1)
-            case .message(let m, let fd)?:
+            case (let m, let fd):
                 if fd >= 0 { Sys.close(fd) }
-                roomFail(name, "unexpected message \(m.type)", code: 1)
+                roomFail(name, "\(m.type) is in the manifest but not handled", code: 1)
             }
         }
     }

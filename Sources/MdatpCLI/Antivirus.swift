@@ -12,25 +12,69 @@ func printThreats(_ threats: [JSON]) {
     }, maxWidth: 80))
 }
 
+func runScan(_ request: JSON, json: Bool) throws {
+    let r = try SuiteClient.request(request, timeoutSeconds: 0)
+    if json {
+        print(r.serialized(pretty: true))
+        return
+    }
+    let threats = r["threats"]?.array ?? []
+    printThreats(threats)
+    let state = r["state"]?.string == "cancelled" ? " (cancelled)" : ""
+    print("Scanned \(r["scanned"]?.int ?? 0) files (\(r["skipped"]?.int ?? 0) skipped, \(r["errors"]?.int ?? 0) errors)\(state): \(threats.count) threat(s) found.")
+}
+
 struct Scan: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "On-demand scans.", subcommands: [Custom.self])
+    static let configuration = CommandConfiguration(abstract: "On-demand scans (root; list for readers).",
+                                                    subcommands: [Quick.self, Full.self, Custom.self, List.self, Cancel.self])
+
+    struct Quick: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Where malware lives on Linux: temporary dirs, /dev/shm, homes, cron and unit dirs, running executables.")
+        @OptionGroup var out: OutputOptions
+        func run() throws { try runScan(.object([("verb", "scan"), ("kind", "quick")]), json: out.output == .json) }
+    }
+
+    struct Full: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Every mounted filesystem except pseudo filesystems.")
+        @OptionGroup var out: OutputOptions
+        func run() throws { try runScan(.object([("verb", "scan"), ("kind", "full")]), json: out.output == .json) }
+    }
 
     struct Custom: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Scan a file or a directory tree (root).")
+        static let configuration = CommandConfiguration(abstract: "Scan a file or a directory tree.")
         @Option(name: .long, help: "An absolute path.") var path: String
         @Flag(name: .long, help: "Scan excluded paths too.") var ignoreExclusions = false
         @OptionGroup var out: OutputOptions
 
         func run() throws {
             guard path.hasPrefix("/") else { throw CLIFailure(message: "--path must be absolute", code: CLIExit.usage) }
-            let r = try SuiteClient.request(.object([("verb", "scan"), ("path", .string(path)), ("ignore_exclusions", .bool(ignoreExclusions))]), timeoutSeconds: 0)
-            if out.output == .json {
-                print(r.serialized(pretty: true))
-                return
-            }
-            let threats = r["threats"]?.array ?? []
-            printThreats(threats)
-            print("Scanned \(r["scanned"]?.int ?? 0) files (\(r["skipped"]?.int ?? 0) skipped, \(r["errors"]?.int ?? 0) errors): \(threats.count) threat(s) found.")
+            try runScan(.object([("verb", "scan"), ("kind", "custom"), ("path", .string(path)), ("ignore_exclusions", .bool(ignoreExclusions))]),
+                        json: out.output == .json)
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Completed and cancelled scans, newest first.")
+        @Option(name: .long) var limit = 7
+        @OptionGroup var out: OutputOptions
+        func run() throws {
+            let r = try SuiteClient.request(.object([("verb", "scan_list"), ("limit", JSON(limit))]))
+            let scans = r["scans"]?.array ?? []
+            if out.output == .json { print(JSON.object([("scans", .array(scans))]).serialized(pretty: true)); return }
+            if scans.isEmpty { print("No scans."); return }
+            print(table(["ID", "TYPE", "STARTED", "STATE", "SCANNED", "THREATS", "PATH"], scans.map {
+                [String($0["id"]?.int ?? 0), $0["kind"]?.string ?? "", formatTime(unixNs: Int64($0["started_unix"]?.int ?? 0) * 1_000_000_000),
+                 $0["state"]?.string ?? "", String($0["scanned"]?.int ?? 0), String($0["threats"]?.int ?? 0), $0["path"]?.string ?? ""]
+            }))
+        }
+    }
+
+    struct Cancel: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop the running scan (it reports what it did).")
+        @OptionGroup var out: OutputOptions
+        func run() throws {
+            let r = try SuiteClient.request(.object([("verb", "scan_cancel")]))
+            if out.output == .json { print(r.serialized()) } else { print(r["cancelled"]?.bool == true ? "Scan cancelled" : "No scan is running") }
         }
     }
 }

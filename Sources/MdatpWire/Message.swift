@@ -28,7 +28,7 @@ public enum MessageType: UInt16, CaseIterable, Sendable {
         case .heartbeat: return Heartbeat.byteCount...Heartbeat.byteCount
         case .collectorInfo: return CollectorInfo.byteCount...CollectorInfo.byteCount
         case .query: return 8...(8 + Message.maxQueryBytes)
-        case .openForScan: return 2...Message.maxPathBytes
+        case .openForScan: return 1...Message.maxPathBytes
         case .openResult: return 4...4
         case .quarantine: return 20...(20 + Message.maxThreatNameBytes + Message.maxPathBytes)
         case .quarantineResult: return 36...36

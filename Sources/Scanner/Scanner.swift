@@ -53,14 +53,24 @@ final class OnDemandScan {
     var errors = 0
     var threats: [ThreatRecord] = []
     var ignoreExclusions = false
+    var kind = "custom"
+    var rootPath = ""
+    var cancelled = false
     let started = Sys.monotonicSeconds()
+    let startedUnix = Int64(Sys.realtimeSeconds())
     static let maxPending = 1_000_000
     static let maxDepthBytes = 4095
 
-    init(client: Int32, root: [UInt8]) {
+    init(client: Int32, roots: [[UInt8]]) {
         self.client = client
-        stack = [root]
+        stack = roots.reversed()
     }
+
+    /// Where malware lives on Linux: temporary and shared-memory directories,
+    /// home directories, cron and systemd unit directories, shell start-up.
+    static let quickRoots = ["/tmp", "/var/tmp", "/dev/shm", "/home", "/root", "/etc/cron.d", "/etc/cron.hourly", "/etc/cron.daily",
+                             "/etc/cron.weekly", "/etc/cron.monthly", "/var/spool/cron", "/etc/systemd/system", "/etc/init.d",
+                             "/etc/profile.d", "/etc/ld.so.preload", "/usr/local/bin", "/usr/local/sbin"]
 }
 
 final class ScannerLoop {
@@ -280,6 +290,7 @@ final class ScannerLoop {
     func stepJob(budget: Int) -> Bool {
         guard let j = job else { return true }
         var n = 0
+        if j.cancelled { j.stack.removeAll() }
         while n < budget, let path = j.stack.popLast() {
             n += 1
             if !j.ignoreExclusions && exclusions.excludes(path: String(decoding: path, as: UTF8.self)) {
@@ -306,7 +317,11 @@ final class ScannerLoop {
             }
         }
         guard j.stack.isEmpty else { return false }
+        let state = j.cancelled ? "cancelled" : "completed"
+        try? store.addScan(kind: j.kind, path: j.rootPath, started: j.startedUnix, ended: Int64(Sys.realtimeSeconds()),
+                           scanned: j.scanned, skipped: j.skipped, errors: j.errors, threats: j.threats.count, state: state)
         let summary = JSON.object([
+            ("kind", .string(j.kind)), ("state", .string(state)),
             ("scanned", JSON(j.scanned)), ("skipped", JSON(j.skipped)), ("errors", JSON(j.errors)),
             ("seconds", .number((Sys.monotonicSeconds() - j.started) * 1000 / 1000)),
             ("threats", .array(j.threats.map(\.json))),
@@ -388,8 +403,24 @@ final class ScannerLoop {
             try? Sys.writeAll(fd, Array((JSON.object([("threats", .array(rows.map(\.json)))]).serialized() + "\n").utf8))
             return false
         case "scan":
-            guard let path = json["path"]?.string, path.hasPrefix("/"), path.utf8.count <= OnDemandScan.maxDepthBytes, !path.utf8.contains(0) else {
-                try? Sys.writeAll(fd, Array(#"{"error":"scan needs an absolute path","code":"usage"}"#.utf8 + [10]))
+            let kind = json["kind"]?.string ?? "custom"
+            var roots: [[UInt8]]
+            switch kind {
+            case "custom":
+                guard let path = json["path"]?.string, path.hasPrefix("/"), path.utf8.count <= OnDemandScan.maxDepthBytes, !path.utf8.contains(0) else {
+                    try? Sys.writeAll(fd, Array(#"{"error":"scan needs an absolute path","code":"usage"}"#.utf8 + [10]))
+                    return false
+                }
+                roots = [Array(path.utf8)]
+            case "quick":
+                // Plus the executables of the processes seen running since the room started.
+                // (Files only: an image whose path the kernel could not resolve shows as "/".)
+                roots = OnDemandScan.quickRoots.map { Array($0.utf8) }
+                    + Set(executables.values).filter { $0.utf8.count > 1 && !$0.hasSuffix("/") }.sorted().map { Array($0.utf8) }
+            case "full":
+                roots = [[0x2f]] // every filesystem; pseudo filesystems are refused at their root
+            default:
+                try? Sys.writeAll(fd, Array(#"{"error":"scan kind must be quick, full or custom","code":"usage"}"#.utf8 + [10]))
                 return false
             }
             guard job == nil else {
@@ -398,9 +429,20 @@ final class ScannerLoop {
             }
             // The client waits for the summary; no send timeout applies to a long scan's reply.
             Sys.setTimeouts(fd, seconds: 10)
-            job = OnDemandScan(client: fd, root: Array(path.utf8))
+            job = OnDemandScan(client: fd, roots: roots)
             job?.ignoreExclusions = json["ignore_exclusions"]?.bool ?? false
+            job?.kind = kind
+            job?.rootPath = json["path"]?.string ?? kind
             return true // keeps the socket
+        case "scan_list":
+            let rows = (try? store.scans(limit: json["limit"]?.int ?? 7)) ?? []
+            try? Sys.writeAll(fd, Array((JSON.object([("scans", .array(rows))]).serialized() + "\n").utf8))
+            return false
+        case "scan_cancel":
+            let running = job != nil
+            job?.cancelled = true
+            try? Sys.writeAll(fd, Array((JSON.object([("cancelled", .bool(running))]).serialized() + "\n").utf8))
+            return false
         default:
             try? Sys.writeAll(fd, Array(#"{"error":"unknown verb","code":"usage"}"#.utf8 + [10]))
             return false

@@ -31,6 +31,9 @@ public final class ThreatStore {
     let insert: OpaquePointer
 
     static let schema = """
+    CREATE TABLE IF NOT EXISTS scans (
+      id INTEGER PRIMARY KEY, kind TEXT NOT NULL, path TEXT, started_unix INTEGER, ended_unix INTEGER,
+      scanned INTEGER, skipped INTEGER, errors INTEGER, threats INTEGER, state TEXT NOT NULL);
     CREATE TABLE IF NOT EXISTS threats (
       id INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL, path TEXT NOT NULL,
       sha256 TEXT, size INTEGER, source TEXT NOT NULL, action TEXT NOT NULL, pid INTEGER, process TEXT, quarantine_id TEXT);
@@ -57,6 +60,35 @@ public final class ThreatStore {
         insert.bind(10, t.processName)
         insert.bind(11, t.quarantineId)
         guard sqlite3_step(insert) == SQLITE_DONE else { throw SQLiteError("insert: \(db.lastError)") }
+    }
+
+    public func addScan(kind: String, path: String, started: Int64, ended: Int64, scanned: Int, skipped: Int, errors: Int, threats: Int, state: String) throws(SQLiteError) {
+        let stmt = try db.prepare("INSERT INTO scans (kind, path, started_unix, ended_unix, scanned, skipped, errors, threats, state) VALUES (?,?,?,?,?,?,?,?,?)")
+        defer { sqlite3_finalize(stmt) }
+        stmt.bind(1, kind)
+        stmt.bind(2, path)
+        stmt.bind(3, started)
+        stmt.bind(4, ended)
+        stmt.bind(5, Int64(scanned))
+        stmt.bind(6, Int64(skipped))
+        stmt.bind(7, Int64(errors))
+        stmt.bind(8, Int64(threats))
+        stmt.bind(9, state)
+        guard sqlite3_step(stmt) == SQLITE_DONE else { throw SQLiteError("insert scan: \(db.lastError)") }
+    }
+
+    /// The most recent scans, newest first.
+    public func scans(limit: Int) throws(SQLiteError) -> [JSON] {
+        let stmt = try db.prepare("SELECT id, kind, path, started_unix, ended_unix, scanned, skipped, errors, threats, state FROM scans ORDER BY id DESC LIMIT \(max(1, min(limit, 1000)))")
+        defer { sqlite3_finalize(stmt) }
+        var out: [JSON] = []
+        while sqlite3_step(stmt) == SQLITE_ROW {
+            out.append(.object([("id", JSON(Int(stmt.int(0)))), ("kind", .string(stmt.text(1))), ("path", .string(stmt.text(2))),
+                                ("started_unix", JSON(Int(stmt.int(3)))), ("ended_unix", JSON(Int(stmt.int(4)))),
+                                ("scanned", JSON(Int(stmt.int(5)))), ("skipped", JSON(Int(stmt.int(6)))), ("errors", JSON(Int(stmt.int(7)))),
+                                ("threats", JSON(Int(stmt.int(8)))), ("state", .string(stmt.text(9)))]))
+        }
+        return out
     }
 
     public func list(limit: Int) throws(SQLiteError) -> [ThreatRecord] {

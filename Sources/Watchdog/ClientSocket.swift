@@ -16,6 +16,8 @@ enum ClientVerb: String {
     case definitions
     case config
     case rtp_stats
+    case scan_list
+    case scan_cancel
     case reload
     case selftest
 
@@ -24,8 +26,8 @@ enum ClientVerb: String {
     var access: Access {
         switch self {
         case .status: return .anyone
-        case .events, .threats, .rtp_stats: return .readers
-        case .reload, .selftest, .scan, .quarantine, .definitions, .config: return .root
+        case .events, .threats, .rtp_stats, .scan_list: return .readers
+        case .reload, .selftest, .scan, .quarantine, .definitions, .config, .scan_cancel: return .root
         }
     }
 }
@@ -79,7 +81,7 @@ extension Watchdog {
         switch verb {
         case .status:
             reply(fd, statusJSON())
-        case .events, .threats, .scan, .rtp_stats:
+        case .events, .threats, .scan, .rtp_stats, .scan_list, .scan_cancel:
             // Event content is the EDR's, threats and scans the scanner's: the
             // request goes there with the client's socket, and the room answers.
             let roomName = verb == .events ? "edr" : "scanner"

@@ -158,6 +158,38 @@ final class SuiteTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(found.count, 12)
         XCTAssertEqual(try s.cli(["scan", "custom", "--path", "/proc/self"]).code, 0)
         XCTAssertEqual(try s.cli(["scan", "custom", "--path", "relative"]).code, 64)
+        // The scan history keeps it.
+        let list = try JSON.parse(try s.cli(["scan", "list", "--limit", "20", "--output", "json"]).out)
+        XCTAssertTrue(list["scans"]?.array?.contains { $0["path"]?.string == dir && $0["scanned"]?.int == 44 && $0["state"]?.string == "completed" } ?? false, list.serialized())
+    }
+
+    func testQuickAndFullScansRunAndCancel() throws {
+        let s = try suite()
+        // Both walk far more than a test may wait for on a developer's machine: each is
+        // started, cancelled while it runs, and must end "cancelled" with what it did.
+        for kind in ["quick", "full"] {
+            let scan = Process()
+            scan.executableURL = URL(fileURLWithPath: s.binDir + "/mdatp")
+            scan.arguments = ["scan", kind, "--output", "json"]
+            var env = ProcessInfo.processInfo.environment
+            env["MDATP_PREFIX"] = s.prefix
+            scan.environment = env
+            let out = Pipe()
+            scan.standardOutput = out
+            try scan.run()
+            usleep(700_000)
+            let cancel = try s.cli(["scan", "cancel"])
+            XCTAssertEqual(cancel.code, 0, cancel.err + s.tailOfLog())
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            scan.waitUntilExit()
+            let r = try JSON.parse([UInt8](data))
+            XCTAssertEqual(r["kind"]?.string, kind)
+            XCTAssertEqual(r["state"]?.string, "cancelled")
+            XCTAssertGreaterThan((r["scanned"]?.int ?? 0) + (r["skipped"]?.int ?? 0), 0, "\(kind) had started")
+        }
+        XCTAssertEqual(try JSON.parse(try s.cli(["scan", "cancel", "--output", "json"]).out)["cancelled"]?.bool, false, "nothing left running")
+        let list = try JSON.parse(try s.cli(["scan", "list", "--output", "json"]).out)
+        XCTAssertEqual(list["scans"]?.array?.prefix(2).compactMap { $0["kind"]?.string }, ["full", "quick"])
     }
 
     // Acceptance 2: each family of event, with its fields.

@@ -118,3 +118,21 @@ public let baseSyscalls: [String] = [
     "poll", "ppoll", "recvmsg", "sendmsg", "exit", "exit_group", "restart_syscall",
     "rseq", "set_robust_list", "prlimit64", "fcntl",
 ]
+
+/// What a room needs to keep a SQLite database (WAL mode) in its own directory.
+public let sqliteSyscalls: [String] = [
+    "openat", "pread64", "pwrite64", "fsync", "fdatasync", "ftruncate", "unlink", "unlinkat", "rename",
+    "getcwd", "access", "faccessat", "faccessat2", "readlink", "fchown", "fchmod", "mkdir", "stat", "lstat",
+    "flock", "uname",
+]
+
+/// What a room needs to answer a CLI client on the socket the watchdog hands it.
+public let clientReplySyscalls: [String] = ["shutdown", "getsockopt", "setsockopt", "sendto", "recvfrom", "writev"]
+
+/// The descriptors every consumer room inherits: control channel and its ring.
+public let consumerDescriptors: [FixedDescriptor] = [
+    FixedDescriptor(RoomFD.control, "control channel to the watchdog"),
+    FixedDescriptor(RoomFD.ringData, "event ring data (read-only memfd)"),
+    FixedDescriptor(RoomFD.ringCursor, "event ring cursor (read-write memfd)"),
+    FixedDescriptor(RoomFD.ringWake, "event ring wakeup (eventfd)"),
+]

@@ -195,11 +195,7 @@ public struct HashSignatureSet: Sendable {
 
     /// The verdict for a file's digests: allow-lists win.
     public func match(_ d: FileDigests) -> Detection? {
-        for (kind, keys) in allow where !d.value(kind).isEmpty {
-            if keys.contains(HashKey(digest: d.value(kind), size: d.size)) || keys.contains(HashKey(digest: d.value(kind), size: nil)) {
-                return nil
-            }
-        }
+        if allowed(d) { return nil }
         for (kind, set) in block where !d.value(kind).isEmpty {
             if let name = lookup(set, d.value(kind), d.size) {
                 return Detection(name: name, type: ThreatType.of(signatureName: name), engine: "hash")

@@ -58,7 +58,8 @@ final class OnDemandScan {
     var cancelled = false
     let started = Sys.monotonicSeconds()
     let startedUnix = Int64(Sys.realtimeSeconds())
-    static let maxPending = 1_000_000
+    // Paths waiting to be walked: bounded (each is up to 4 KiB), the excess is counted as skipped.
+    static let maxPending = 100_000
     static let maxDepthBytes = 4095
 
     init(client: Int32, roots: [[UInt8]]) {

@@ -12,22 +12,10 @@ extension Rooms {
     runsAs: .mdatp,
     capabilities: [],
     setupCapabilities: [],
-    syscalls: baseSyscalls + [
-        // SQLite in WAL mode on its own directory
-        "openat", "pread64", "pwrite64", "fsync", "fdatasync", "ftruncate", "unlink", "unlinkat", "rename",
-        "getcwd", "access", "faccessat", "faccessat2", "readlink", "fchown", "fchmod", "mkdir", "stat", "lstat",
-        "flock", "uname",
-        // answering the CLI on the socket it is handed
-        "shutdown", "getsockopt", "setsockopt", "sendto", "recvfrom", "writev",
-    ],
+    syscalls: baseSyscalls + sqliteSyscalls + clientReplySyscalls,
     readOnlyPaths: { _ in ["/dev/urandom"] },
     readWritePaths: { p in [p.edrDir] },
-    descriptors: [
-        FixedDescriptor(RoomFD.control, "control channel to the watchdog"),
-        FixedDescriptor(RoomFD.ringData, "event ring data (read-only memfd)"),
-        FixedDescriptor(RoomFD.ringCursor, "event ring cursor (read-write memfd)"),
-        FixedDescriptor(RoomFD.ringWake, "event ring wakeup (eventfd)"),
-    ],
+    descriptors: consumerDescriptors,
     peers: ["watchdog", "collector (through the ring)", "CLI clients (sockets passed by the watchdog)"],
     sends: [.ready, .heartbeat],
     receives: [.shutdown, .selftestForbidden, .query],

@@ -13,23 +13,13 @@ extension Rooms {
         runsAs: .mdatp,
         capabilities: [],
         setupCapabilities: [],
-        syscalls: baseSyscalls + [
-            // SQLite (threat history) in WAL mode on its own directory
-            "openat", "pread64", "pwrite64", "fsync", "fdatasync", "ftruncate", "unlink", "unlinkat", "rename",
-            "getcwd", "access", "faccessat", "faccessat2", "readlink", "fchown", "fchmod", "mkdir", "stat", "lstat",
-            "flock", "uname",
+        syscalls: baseSyscalls + sqliteSyscalls + clientReplySyscalls + [
             // directory listings of descriptors the watchdog opened
             "getdents64", "dup",
-            // answering the CLI on the socket it is handed
-            "shutdown", "getsockopt", "setsockopt", "sendto", "recvfrom", "writev",
         ],
         readOnlyPaths: { p in ["/dev/urandom", p.definitionsDir] },
         readWritePaths: { p in [p.scannerDir] },
-        descriptors: [
-            FixedDescriptor(RoomFD.control, "control channel to the watchdog"),
-            FixedDescriptor(RoomFD.ringData, "event ring data (read-only memfd)"),
-            FixedDescriptor(RoomFD.ringCursor, "event ring cursor (read-write memfd)"),
-            FixedDescriptor(RoomFD.ringWake, "event ring wakeup (eventfd)"),
+        descriptors: consumerDescriptors + [
             FixedDescriptor(RoomFD.requests, "request channel: files opened by the watchdog"),
         ],
         peers: ["watchdog", "collector (through the ring)", "CLI clients (sockets passed by the watchdog)"],

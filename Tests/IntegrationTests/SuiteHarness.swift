@@ -136,6 +136,35 @@ final class Suite {
         return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
     }
 
+    /// Starts the CLI in the background (for commands that run until stopped or
+    /// answer late); its standard output is the pipe returned.
+    func startCLI(_ args: [String]) throws -> (Process, Pipe) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binDir + "/mdatp")
+        p.arguments = args
+        var env = ProcessInfo.processInfo.environment
+        env["MDATP_PREFIX"] = prefix
+        p.environment = env
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        return (p, out)
+    }
+
+    /// Waits until the threat history holds a record for `path` that `ok` accepts.
+    @discardableResult
+    func waitForThreat(path: String, timeout: Double = 20, _ ok: (JSON) -> Bool = { _ in true }) throws -> JSON {
+        let deadline = Date().addingTimeInterval(timeout)
+        var last = ""
+        while Date() < deadline {
+            let r = try cli(["threat", "list", "--limit", "1000", "--output", "json"])
+            last = r.out
+            if let t = try JSON.parse(r.out)["threats"]?.array?.first(where: { $0["path"]?.string == path && ok($0) }) { return t }
+            usleep(200_000)
+        }
+        throw HarnessError(description: "no matching threat for \(path): \(last)\n\(tailOfLog())")
+    }
+
     /// Events of process `pid` in the store, oldest first.
     func events(pid: Int32, types: [String] = []) throws -> [JSON] {
         var args = ["events", "list", "--output", "json", "--limit", "10000", "--pid", String(pid)]

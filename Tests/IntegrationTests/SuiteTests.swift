@@ -70,14 +70,7 @@ final class SuiteTests: XCTestCase {
         p.waitUntilExit()
         XCTAssertEqual(p.terminationStatus, 0)
         // The file is 0600 nobody's: the scanner (mdatp) reads it only through the watchdog's open.
-        let deadline = Date().addingTimeInterval(20)
-        var found: JSON?
-        while found == nil && Date() < deadline {
-            let r = try s.cli(["threat", "list", "--output", "json"])
-            found = try JSON.parse(r.out)["threats"]?.array?.first { $0["path"]?.string == path }
-            if found == nil { usleep(200_000) }
-        }
-        let t = try XCTUnwrap(found, "no threat recorded for \(path)")
+        let t = try s.waitForThreat(path: path)
         XCTAssertEqual(t["name"]?.string, "Virus.Test.EICAR-Test-File")
         XCTAssertEqual(t["type"]?.string, "virus")
         XCTAssertEqual(t["source"]?.string, "real_time")
@@ -104,14 +97,9 @@ final class SuiteTests: XCTestCase {
         let path = dir + "/installer.sh"
         try ("#!/bin/sh\n# payload below\necho '" + #"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"# + "'\n")
             .write(toFile: path, atomically: false, encoding: .utf8)
-        let deadline = Date().addingTimeInterval(20)
-        var found: JSON?
-        while found == nil && Date() < deadline {
-            found = try JSON.parse(try s.cli(["threat", "list", "--output", "json"]).out)["threats"]?.array?.first { $0["path"]?.string == path }
-            if found == nil { usleep(200_000) }
-        }
-        XCTAssertEqual(found?["name"]?.string, "Virus_Test_EICAR_Embedded")
-        XCTAssertEqual(found?["action"]?.string, "quarantined")
+        let found = try s.waitForThreat(path: path)
+        XCTAssertEqual(found["name"]?.string, "Virus_Test_EICAR_Embedded")
+        XCTAssertEqual(found["action"]?.string, "quarantined")
         // The write is charged to this test process in the real-time statistics.
         let stats = try JSON.parse(try s.cli(["diagnostic", "real-time-protection-statistics", "--output", "json"]).out)
         let mine = stats["counters"]?.array?.first { $0["id"]?.int == Int(getpid()) }
@@ -168,15 +156,7 @@ final class SuiteTests: XCTestCase {
         // Both walk far more than a test may wait for on a developer's machine: each is
         // started, cancelled while it runs, and must end "cancelled" with what it did.
         for kind in ["quick", "full"] {
-            let scan = Process()
-            scan.executableURL = URL(fileURLWithPath: s.binDir + "/mdatp")
-            scan.arguments = ["scan", kind, "--output", "json"]
-            var env = ProcessInfo.processInfo.environment
-            env["MDATP_PREFIX"] = s.prefix
-            scan.environment = env
-            let out = Pipe()
-            scan.standardOutput = out
-            try scan.run()
+            let (scan, out) = try s.startCLI(["scan", kind, "--output", "json"])
             usleep(700_000)
             let cancel = try s.cli(["scan", "cancel"])
             XCTAssertEqual(cancel.code, 0, cancel.err + s.tailOfLog())
@@ -462,15 +442,7 @@ final class SuiteTests: XCTestCase {
     func testEventsTailFollowsNewEvents() throws {
         let s = try suite()
         let marker = "mdatp-tail-\(UUID().uuidString)"
-        let tail = Process()
-        tail.executableURL = URL(fileURLWithPath: s.binDir + "/mdatp")
-        tail.arguments = ["events", "tail", "--type", "exec", "--output", "json"]
-        var env = ProcessInfo.processInfo.environment
-        env["MDATP_PREFIX"] = s.prefix
-        tail.environment = env
-        let out = Pipe()
-        tail.standardOutput = out
-        try tail.run()
+        let (tail, out) = try s.startCLI(["events", "tail", "--type", "exec", "--output", "json"])
         defer { if tail.isRunning { tail.terminate() } }
         sleep(1)
         let p = Process()
@@ -523,14 +495,6 @@ final class SuiteTests: XCTestCase {
             try p.run()
             p.waitUntilExit()
         }
-        func waitThreat(_ path: String) throws -> JSON {
-            let deadline = Date().addingTimeInterval(20)
-            while Date() < deadline {
-                if let t = try threats().first(where: { $0["path"]?.string == path }) { return t }
-                usleep(200_000)
-            }
-            throw HarnessError(description: "no threat for \(path)")
-        }
 
         try reconfigure(#", "exclusions": [{"$type": "excludedPath", "isDirectory": true, "path": "\#(quiet)"}, {"$type": "excludedFileExtension", "extension": ".skipme"}, {"$type": "excludedFileName", "name": "eppwriter"}]"#)
         defer { try? reconfigure("") }
@@ -539,7 +503,7 @@ final class SuiteTests: XCTestCase {
         try copy(loud + "/by-excluded-process.txt", with: writer)
         try copy(loud + "/control.txt")
         // The control is caught; by then the excluded ones had their chance too (one queue).
-        XCTAssertEqual(try waitThreat(loud + "/control.txt")["action"]?.string, "quarantined")
+        XCTAssertEqual(try s.waitForThreat(path: loud + "/control.txt")["action"]?.string, "quarantined")
         let paths = Set(try threats().compactMap { $0["path"]?.string })
         XCTAssertFalse(paths.contains(quiet + "/in-excluded-folder.txt"))
         XCTAssertFalse(paths.contains(loud + "/excluded-extension.skipme"))
@@ -554,7 +518,7 @@ final class SuiteTests: XCTestCase {
         // An allowed threat is recorded as allowed and left alone.
         try reconfigure(#", "allowedThreats": ["Virus.Test.EICAR-Test-File"]"#)
         try #"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"#.write(toFile: loud + "/allowed.txt", atomically: false, encoding: .utf8)
-        XCTAssertEqual(try waitThreat(loud + "/allowed.txt")["action"]?.string, "allowed")
+        XCTAssertEqual(try s.waitForThreat(path: loud + "/allowed.txt")["action"]?.string, "allowed")
         XCTAssertTrue(FileManager.default.fileExists(atPath: loud + "/allowed.txt"))
     }
 
@@ -771,7 +735,7 @@ final class ExecBlockingTests: XCTestCase {
         XCTAssertEqual(link(first, second), 0)
         close(fd)
         // Written: detected, denied in the kernel, quarantined (the first name).
-        try waitForThreat(s, path: first) { $0["action"]?.string == "quarantined" }
+        try s.waitForThreat(path: first) { $0["action"]?.string == "quarantined" }
         XCTAssertFalse(FileManager.default.fileExists(atPath: first))
         // The second name is the same inode: killed before its first instruction.
         let p = Process()
@@ -780,7 +744,7 @@ final class ExecBlockingTests: XCTestCase {
         p.waitUntilExit()
         XCTAssertEqual(p.terminationReason, .uncaughtSignal)
         XCTAssertEqual(p.terminationStatus, SIGKILL)
-        let t = try waitForThreat(s, path: second) { ($0["action"]?.string ?? "").hasPrefix("blocked_at_exec") }
+        let t = try s.waitForThreat(path: second) { ($0["action"]?.string ?? "").hasPrefix("blocked_at_exec") }
         XCTAssertEqual(t["type"]?.string, "trojan")
         let exec = try s.waitForEvent(pid: p.processIdentifier, type: "exec")
         XCTAssertEqual(exec["flags"]?.array?.compactMap(\.string).contains("exec_blocked"), true)
@@ -802,19 +766,6 @@ final class ExecBlockingTests: XCTestCase {
         XCTAssertTrue(own["action"]?.string?.hasPrefix("quarantine_failed") ?? false, own.serialized())
         XCTAssertTrue(FileManager.default.fileExists(atPath: edrPath))
         XCTAssertEqual(s.room("edr", in: s.status())?["state"]?.string, "running")
-    }
-
-    @discardableResult
-    func waitForThreat(_ s: Suite, path: String, _ ok: (JSON) -> Bool) throws -> JSON {
-        let deadline = Date().addingTimeInterval(20)
-        var last = ""
-        while Date() < deadline {
-            let r = try s.cli(["threat", "list", "--output", "json"])
-            last = r.out
-            if let t = try JSON.parse(r.out)["threats"]?.array?.first(where: { $0["path"]?.string == path && ok($0) }) { return t }
-            usleep(200_000)
-        }
-        throw HarnessError(description: "no matching threat for \(path): \(last)\n\(s.tailOfLog())")
     }
 
     func sha256Hex(_ bytes: [UInt8]) throws -> String {

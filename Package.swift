@@ -42,7 +42,8 @@ let package = Package(
         .target(name: "CCrypto", path: "Sources/CCrypto", linkerSettings: [.linkedLibrary("crypto"), .linkedLibrary("zstd")]),
         .systemLibrary(name: "CArchive", path: "Sources/CArchive"),
         .target(name: "CYara", path: "Sources/CYara", linkerSettings: [.linkedLibrary("yara")]),
-        .target(name: "ScanEngine", dependencies: ["CCrypto", "CArchive", "CYara", "MdatpJSON"]),
+        .target(name: "CHyperscan", path: "Sources/CHyperscan", linkerSettings: [.linkedLibrary("hs")]),
+        .target(name: "ScanEngine", dependencies: ["CCrypto", "CArchive", "CYara", "CHyperscan", "MdatpJSON"]),
 
         // Rooms: one module each, opening with Room.swift.
         .target(name: "Collector", dependencies: ["MdatpRoom", "MdatpRing", "CCollectorBPF", "CMdatpABI"]),
@@ -60,7 +61,7 @@ let package = Package(
         .executableTarget(name: "mdatp-edr", dependencies: ["EDR"]),
         .executableTarget(name: "mdatp-scanner", dependencies: ["Scanner"]),
         // Benchmarks (make bench); not installed.
-        .executableTarget(name: "mdatp-bench", dependencies: ["MdatpRing", "MdatpSystem"]),
+        .executableTarget(name: "mdatp-bench", dependencies: ["MdatpRing", "MdatpSystem", "ScanEngine"]),
 
         .testTarget(name: "MdatpRingTests", dependencies: ["MdatpRing"]),
         .testTarget(name: "MdatpEventsTests", dependencies: ["MdatpEvents", "CMdatpABI"]),

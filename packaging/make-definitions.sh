@@ -17,7 +17,7 @@ openssl pkey -in "$key" -pubout -outform DER 2>/dev/null | tail -c 32 | od -An -
 version=$(tr -d ' \n' < "$src/VERSION")
 stage=$(mktemp -d "$out/.package-XXXXXX")
 files=""
-for f in "$src"/*.hdb "$src"/*.hsb "$src"/*.fp "$src"/*.sfp "$src"/*.yar; do
+for f in "$src"/*.hdb "$src"/*.hsb "$src"/*.fp "$src"/*.sfp "$src"/*.ndb "$src"/*.ldb "$src"/*.yar; do
   [ -f "$f" ] || continue
   name=$(basename "$f")
   zstd -q -19 -f "$f" -o "$stage/$name.zst"

@@ -11,6 +11,7 @@ public struct ProcessStatus: Equatable, Sendable {
     public var noNewPrivs = 0
     public var seccomp = 0            // 0 off, 1 strict, 2 filter
     public var rssKiB: UInt64 = 0
+    public var peakRSSKiB: UInt64 = 0 // VmHWM
     public var ppid: Int32 = 0
 
     public init() {}
@@ -33,6 +34,7 @@ public struct ProcessStatus: Equatable, Sendable {
             case "NoNewPrivs": s.noNewPrivs = Int(value) ?? 0
             case "Seccomp": s.seccomp = Int(value) ?? 0
             case "VmRSS": s.rssKiB = UInt64(fields.first ?? "0") ?? 0
+            case "VmHWM": s.peakRSSKiB = UInt64(fields.first ?? "0") ?? 0
             case "PPid": s.ppid = Int32(value) ?? 0
             default: break
             }

@@ -28,10 +28,10 @@ public enum ArchiveWalker {
     static let bombName = "Archive.Bomb.Limits"
 
     /// Walks the archive in `fd` (of `compressedSize` bytes); nil when it is not an archive.
-    public static func scan(fd: Int32, compressedSize: UInt64, limits: ArchiveLimits, definitions: Definitions) -> ArchiveOutcome? {
+    public static func scan(fd: Int32, compressedSize: UInt64, limits: ArchiveLimits, scanner: ContentScanner) -> ArchiveOutcome? {
         guard let a = open({ archive_read_open_fd($0, fd, 1 << 16) }) else { return nil }
         defer { archive_read_free(a) }
-        var state = WalkState(limits: limits, base: max(compressedSize, 1), definitions: definitions)
+        var state = WalkState(limits: limits, base: max(compressedSize, 1), scanner: scanner)
         let isArchive = walk(a, depth: 1, prefix: "", state: &state)
         guard isArchive else { return nil }
         return state.outcome
@@ -40,7 +40,8 @@ public enum ArchiveWalker {
     struct WalkState {
         let limits: ArchiveLimits
         let base: UInt64
-        let definitions: Definitions
+        let scanner: ContentScanner
+        var definitions: Definitions { scanner.definitions }
         var outcome = ArchiveOutcome()
 
         mutating func bomb(_ why: String, at member: String) {
@@ -80,7 +81,8 @@ public enum ArchiveWalker {
             state.outcome.members += 1
             if state.outcome.members > state.limits.maxMembers { state.bomb("more than \(state.limits.maxMembers) members", at: where_); break }
             guard let digests = readMember(a, where_: where_, state: &state) else { break }
-            if let d = state.definitions.match(digests.digests) ?? digests.kept.flatMap({ state.definitions.matchContent(bytes: $0) }) {
+            if state.definitions.hashes.allowed(digests.digests) { continue }
+            if let d = state.definitions.hashes.match(digests.digests) ?? digests.kept.flatMap({ state.scanner.scanContent($0) }) {
                 state.outcome.detection = d
                 state.outcome.member = where_
                 break

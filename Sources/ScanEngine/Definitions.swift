@@ -1,19 +1,20 @@
 // A definitions set: every signature file of one directory, loaded all or
-// nothing. (Signed, versioned packages come with the definitions update work.)
+// nothing: hashes, body and logical signatures, YARA rules.
 import Glibc
 
 public struct Definitions: Sendable {
     public static let maxFileBytes = 512 << 20
     public static let maxFiles = 256
-    public static let extensions = ["hdb", "hsb", "fp", "sfp", "yar"]
+    public static let extensions = ["hdb", "hsb", "fp", "sfp", "ndb", "ldb", "yar"]
 
     public private(set) var hashes = HashSignatureSet()
+    public private(set) var bodies = BodySignatureSet()
     public private(set) var yara: YaraRules?
     public private(set) var files: [String] = []
 
     public init() {}
 
-    public var signatureCount: Int { hashes.count + (yara?.count ?? 0) }
+    public var signatureCount: Int { hashes.count + bodies.count + (yara?.count ?? 0) }
 
     /// Loads `dir`; `read` returns a file's bytes (bounded by the caller).
     public static func load(directory dir: String, names: [String], read: (String) -> [UInt8]?) throws(SignatureError) -> Definitions {
@@ -26,20 +27,20 @@ public struct Definitions: Sendable {
             guard let bytes = read(path) else { throw SignatureError(file: path, line: 0, reason: "unreadable or larger than \(maxFileBytes) bytes") }
             if name.hasSuffix(".yar") {
                 yaraSources.append((name, String(decoding: bytes, as: UTF8.self)))
+            } else if name.hasSuffix(".ndb") || name.hasSuffix(".ldb") {
+                try d.bodies.load(bytes, file: name)
             } else {
                 try d.hashes.load(bytes, file: name, allowList: name.hasSuffix(".fp") || name.hasSuffix(".sfp"))
             }
             d.files.append(name)
         }
         if !yaraSources.isEmpty { d.yara = try YaraRules(sources: yaraSources) }
+        try d.bodies.compile()
         guard d.signatureCount > 0 else { throw SignatureError(file: dir, line: 0, reason: "no signatures") }
         return d
     }
 
     public func match(_ digests: FileDigests) -> Detection? { hashes.match(digests) }
 
-    /// Content rules, after the hashes (which allow-lists can clear first).
-    public func matchContent(fd: Int32) -> Detection? { yara?.scan(fd: fd) }
-    public func matchContent(bytes: [UInt8]) -> Detection? { yara?.scan(bytes: bytes) }
     public var neededKinds: Set<HashKind> { hashes.neededKinds }
 }

@@ -213,7 +213,9 @@ public struct ScanError: Error, Equatable, CustomStringConvertible {
 
 public enum FileHasher {
     /// Reads `fd` to its end (at most `maxBytes`) computing the digests `kinds`.
-    public static func digests(fd: Int32, kinds: Set<HashKind>, maxBytes: UInt64) throws(ScanError) -> FileDigests {
+    /// `onChunk` sees every chunk read (the body-signature stream).
+    public static func digests(fd: Int32, kinds: Set<HashKind>, maxBytes: UInt64,
+                               onChunk: ((UnsafeRawBufferPointer) -> Void)? = nil) throws(ScanError) -> FileDigests {
         let mask = kinds.reduce(UInt32(0)) { $0 | $1.mask }
         guard let ctx = mdatp_digests_new(mask) else { throw ScanError(reason: "out of memory") }
         defer { mdatp_digests_free(ctx) }
@@ -229,6 +231,7 @@ public enum FileHasher {
             }
             if n == 0 { break }
             mdatp_digests_update(ctx, buf, n)
+            onChunk?(UnsafeRawBufferPointer(start: buf, count: n))
             out.size += UInt64(n)
             if out.size > maxBytes { throw ScanError(reason: "larger than \(maxBytes) bytes") }
         }

@@ -75,8 +75,12 @@ final class OnDemandScan {
 }
 
 final class ScannerLoop {
-    var package: DefinitionsPackage
+    var package: DefinitionsPackage {
+        didSet { content = ContentScanner(definitions: package.definitions) }
+    }
     var definitions: Definitions { package.definitions }
+    /// Every engine over one read of a file (owns the Hyperscan scratch).
+    var content: ContentScanner
     let requests: Channel
     let store: ThreatStore
     var counters = ScannerCounters()
@@ -92,6 +96,7 @@ final class ScannerLoop {
     init(package: DefinitionsPackage, requests: Channel, store: ThreatStore, maxFileBytes: UInt64, policy: ThreatPolicy) {
         self.policy = policy
         self.package = package
+        content = ContentScanner(definitions: package.definitions)
         self.requests = requests
         self.store = store
         self.maxFileBytes = maxFileBytes
@@ -150,12 +155,11 @@ final class ScannerLoop {
             return .success(hit)
         }
         do throws(ScanError) {
-            let digests = try FileHasher.digests(fd: fd, kinds: definitions.neededKinds, maxBytes: maxFileBytes)
+            let r = try content.scan(fd: fd, size: UInt64(st.st_size), maxBytes: maxFileBytes)
             counters.scanned &+= 1
-            var verdict = definitions.match(digests)
-            if verdict == nil && !definitions.hashes.allowed(digests) { verdict = definitions.matchContent(fd: fd) }
-            if verdict == nil && key.archives {
-                verdict = ArchiveWalker.scan(fd: fd, compressedSize: UInt64(st.st_size), limits: archiveLimits, definitions: definitions)?.detection
+            var verdict = r.detection
+            if verdict == nil && !r.allowed && key.archives {
+                verdict = ArchiveWalker.scan(fd: fd, compressedSize: UInt64(st.st_size), limits: archiveLimits, scanner: content)?.detection
             }
             if cache.count >= cacheCapacity { cache.removeAll(keepingCapacity: true) }
             cache[key] = verdict

@@ -84,18 +84,25 @@ func opt(_ name: String, _ d: Int) -> Int {
     if let i = args.firstIndex(of: "--" + name), i + 1 < args.count, let v = Int(args[i + 1]) { return v }
     return d
 }
-guard args.count > 1, args[1] == "ring" else {
+switch args.count > 1 ? args[1] : "" {
+case "ring": ringBench()
+case "scan": scanBench(Array(args.dropFirst(2)))
+default:
     print("usage: mdatp-bench ring [--messages N] [--size BYTES] [--runs K]")
+    print("       mdatp-bench scan --definitions DIR (--list FILE | PATH...) [--threads N] [--archives] [--show]")
     exit(64)
 }
-let runs = opt("runs", 5)
-for size in args.contains("--size") ? [opt("size", 200)] : [64, 200, 1024] {
-    let messages = opt("messages", 2_000_000)
-    var ring: [Double] = [], sock: [Double] = []
-    for _ in 0..<runs {
-        sock.append(try socketHop(messages: messages, size: size))
-        ring.append(try ringHop(messages: messages, size: size))
+
+func ringBench() {
+    let runs = opt("runs", 5)
+    for size in args.contains("--size") ? [opt("size", 200)] : [64, 200, 1024] {
+        let messages = opt("messages", 2_000_000)
+        var ring: [Double] = [], sock: [Double] = []
+        for _ in 0..<runs {
+            sock.append(try! socketHop(messages: messages, size: size))
+            ring.append(try! ringHop(messages: messages, size: size))
+        }
+        let r = median(ring), s = median(sock)
+        print("ring hop \(size) B: \(Int(r)) msg/s median of \(runs) (runs: \(ring.map { Int($0) })); socketpair baseline \(Int(s)) msg/s (runs: \(sock.map { Int($0) })); ratio ring/socketpair \(fixed1(r / s))x; \(Int(r * Double(size) / 1048576)) MiB/s")
     }
-    let r = median(ring), s = median(sock)
-    print("ring hop \(size) B: \(Int(r)) msg/s median of \(runs) (runs: \(ring.map { Int($0) })); socketpair baseline \(Int(s)) msg/s (runs: \(sock.map { Int($0) })); ratio ring/socketpair \(fixed1(r / s))x; \(Int(r * Double(size) / 1048576)) MiB/s")
 }

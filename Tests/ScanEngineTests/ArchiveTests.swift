@@ -33,7 +33,7 @@ final class ArchiveTests: XCTestCase {
         defer { close(fd) }
         var st = stat()
         fstat(fd, &st)
-        return ArchiveWalker.scan(fd: fd, compressedSize: UInt64(st.st_size), limits: limits, definitions: defs)
+        return ArchiveWalker.scan(fd: fd, compressedSize: UInt64(st.st_size), limits: limits, scanner: ContentScanner(definitions: defs))
     }
 
     func testMembersOfNestedArchivesAreMatched() throws {

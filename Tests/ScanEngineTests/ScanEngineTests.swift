@@ -174,6 +174,7 @@ final class YaraTests: XCTestCase {
             FileManager.default.contents(atPath: path).map { [UInt8]($0) }
         }
         let text = "#!/bin/sh\necho '" + #"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"# + "' > /dev/null\n"
-        XCTAssertEqual(defs.matchContent(bytes: Array(text.utf8))?.name, "Virus_Test_EICAR_Embedded")
+        let d = ContentScanner(definitions: defs).scanContent(Array(text.utf8))
+        XCTAssertTrue(d?.name.contains("EICAR") ?? false, "\(String(describing: d))")
     }
 }

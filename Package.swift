@@ -69,6 +69,7 @@ let package = Package(
         .testTarget(name: "WatchdogTests", dependencies: ["Watchdog", "MdatpRoom", "MdatpWire"]),
         .testTarget(name: "EDRTests", dependencies: ["EDR", "MdatpEvents", "MdatpJSON"]),
         .testTarget(name: "ScanEngineTests", dependencies: ["ScanEngine"]),
+        .testTarget(name: "ScannerTests", dependencies: ["Scanner", "ScanEngine"]),
         .testTarget(name: "CollectorTests", dependencies: ["Collector", "CMdatpABI"]),
         .testTarget(name: "IntegrationTests", dependencies: ["MdatpSystem", "MdatpConfig", "MdatpRoom", "MdatpJSON"]),
     ],

@@ -106,7 +106,7 @@ public enum CollectorRoom {
                 roomLog(name, "excluded process \(exe) does not exist; ignored")
                 continue
             }
-            _ = mdatp_bpf_exclude_exe(bpf, kernelDev(UInt64(st.st_dev)), UInt64(st.st_ino))
+            _ = mdatp_bpf_exclude_exe(bpf, Sys.kernelDev(UInt64(st.st_dev)), UInt64(st.st_ino))
         }
         for prefix in args.all("exclude-path") {
             let bytes = Array(prefix.utf8)
@@ -168,7 +168,7 @@ public enum CollectorRoom {
                     loop.bss.exec_blocking!.pointee = on ? 1 : 0
                     roomLog(name, "kernel exec blocking \(on ? "on" : "off")")
                 case (.denyUpdate(let dev, let ino), _):
-                    switch deny.insert(dev: kernelDev(dev), ino: ino) {
+                    switch deny.insert(dev: Sys.kernelDev(dev), ino: ino) {
                     case .added: loop.denyEntries &+= 1
                     case .present: break
                     case .full: roomLog(name, "deny table: no free slot for \(dev):\(ino)")
@@ -192,13 +192,6 @@ public enum CollectorRoom {
             if st.ppid == Int32(ppid) { out.append(pid) }
         }
         return out
-    }
-
-    /// glibc's st_dev encoding -> the kernel's internal dev_t (major << 20 | minor).
-    static func kernelDev(_ d: UInt64) -> UInt32 {
-        let major = UInt32(((d >> 8) & 0xfff) | ((d >> 32) & ~UInt64(0xfff)))
-        let minor = UInt32((d & 0xff) | ((d >> 12) & ~UInt64(0xff)))
-        return major << 20 | minor
     }
 
     /// Learns FMODE_CREATED from this kernel: open a file that is created, then

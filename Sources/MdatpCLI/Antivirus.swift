@@ -21,7 +21,7 @@ func runScan(_ request: JSON, json: Bool) throws {
     let threats = r["threats"]?.array ?? []
     printThreats(threats)
     let state = r["state"]?.string == "cancelled" ? " (cancelled)" : ""
-    print("Scanned \(r["scanned"]?.int ?? 0) files (\(r["skipped"]?.int ?? 0) skipped, \(r["errors"]?.int ?? 0) errors)\(state): \(threats.count) threat(s) found.")
+    print("Scanned \(r["scanned"]?.int ?? 0) files (\(r["cache_hits"]?.int ?? 0) unchanged since a clean scan, \(r["skipped"]?.int ?? 0) skipped, \(r["errors"]?.int ?? 0) errors)\(state): \(threats.count) threat(s) found.")
 }
 
 struct Scan: ParsableCommand {

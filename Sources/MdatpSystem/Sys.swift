@@ -175,7 +175,7 @@ public enum Sys {
     public static func statAt(_ dirfd: Int32, _ name: [UInt8]) throws(Errno) -> FileStat {
         var st = FileStat()
         let rc = (name + [0]).withUnsafeBufferPointer { p in
-            p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { fstatat(dirfd, $0, &st, AT_SYMLINK_NOFOLLOW) }
+            p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { Glibc.fstatat(dirfd, $0, &st, AT_SYMLINK_NOFOLLOW) }
         }
         _ = try check(rc, "fstatat")
         return st
@@ -237,6 +237,24 @@ public enum Sys {
         var st = FileStat()
         _ = try check(Glibc.fstat(fd, &st), "fstat")
         return st
+    }
+
+    /// fstatat(2) relative to a directory descriptor, never following a final link.
+    public static func fstatat(_ dirfd: Int32, _ name: [UInt8]) throws(Errno) -> FileStat {
+        var st = FileStat()
+        let rc = (name + [0]).withUnsafeBufferPointer { p in
+            p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { Glibc.fstatat(dirfd, $0, &st, AT_SYMLINK_NOFOLLOW) }
+        }
+        _ = try check(rc, "fstatat")
+        return st
+    }
+
+    /// glibc's st_dev encoding -> the kernel's internal dev_t (major << 20 | minor),
+    /// the form kernel events and BPF maps carry.
+    public static func kernelDev(_ d: UInt64) -> UInt32 {
+        let major = UInt32(((d >> 8) & 0xfff) | ((d >> 32) & ~UInt64(0xfff)))
+        let minor = UInt32((d & 0xff) | ((d >> 12) & ~UInt64(0xff)))
+        return major << 20 | minor
     }
 
     /// lstat(2).

@@ -26,16 +26,6 @@ struct ScannerCounters {
     var excluded: UInt64 = 0
 }
 
-/// Identity of a file's content as far as the cache is concerned.
-struct CacheKey: Hashable {
-    let archives: Bool
-    let dev: UInt64
-    let ino: UInt64
-    let size: Int64
-    let mtimeNs: Int64
-    let ctimeNs: Int64
-}
-
 /// One path to scan and why.
 struct ScanItem {
     let path: [UInt8]
@@ -51,6 +41,7 @@ final class OnDemandScan {
     var scanned = 0
     var skipped = 0
     var errors = 0
+    var cacheHits = 0 // of `scanned`: unchanged since a clean verdict, not read again
     var threats: [ThreatRecord] = []
     var ignoreExclusions = false
     var kind = "custom"
@@ -84,8 +75,9 @@ final class ScannerLoop {
     let requests: Channel
     let store: ThreatStore
     var counters = ScannerCounters()
-    var cache: [CacheKey: Detection?] = [:]
-    let cacheCapacity = 65_536
+    var cache = ScanCache(capacity: 131_072)
+    var lastScanWasCached = false
+    var cacheSavedAt = Sys.monotonicSeconds()
     var queue: [ScanItem] = []
     let queueCapacity = 10_000
     var job: OnDemandScan?
@@ -147,25 +139,59 @@ final class ScannerLoop {
     /// Archives are opened on demand only (Defender's rule: real time never does).
     func scan(fd: Int32, archives: Bool = false) -> Result<Detection?, ScanError> {
         guard let st = try? Sys.fstat(fd) else { return .failure(ScanError(reason: "fstat failed")) }
-        let key = CacheKey(archives: archives && scanArchives, dev: UInt64(st.st_dev), ino: UInt64(st.st_ino), size: Int64(st.st_size),
-                           mtimeNs: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec),
-                           ctimeNs: Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec))
-        if let hit = cache[key] {
+        let wantArchives = archives && scanArchives
+        let id = ScannerLoop.fileID(st)
+        let state = ScannerLoop.contentState(st, archives: wantArchives)
+        lastScanWasCached = false
+        if let hit = cache.lookup(id, size: state.size, mtimeNs: state.mtimeNs, ctimeNs: state.ctimeNs, archives: wantArchives) {
             counters.cacheHits &+= 1
+            lastScanWasCached = true
             return .success(hit)
         }
         do throws(ScanError) {
             let r = try content.scan(fd: fd, size: UInt64(st.st_size), maxBytes: maxFileBytes)
             counters.scanned &+= 1
             var verdict = r.detection
-            if verdict == nil && !r.allowed && key.archives {
+            if verdict == nil && !r.allowed && wantArchives {
                 verdict = ArchiveWalker.scan(fd: fd, compressedSize: UInt64(st.st_size), limits: archiveLimits, scanner: content)?.detection
             }
-            if cache.count >= cacheCapacity { cache.removeAll(keepingCapacity: true) }
-            cache[key] = verdict
+            var v = state
+            v.detection = verdict
+            cache.store(id, v)
             return .success(verdict)
         } catch {
             return .failure(error)
+        }
+    }
+
+    static func fileID(_ st: FileStat) -> FileID { FileID(dev: Sys.kernelDev(UInt64(st.st_dev)), ino: UInt64(st.st_ino)) }
+
+    static func contentState(_ st: FileStat, archives: Bool) -> CachedVerdict {
+        CachedVerdict(size: Int64(st.st_size),
+                      mtimeNs: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec),
+                      ctimeNs: Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec),
+                      archives: archives, detection: nil)
+    }
+
+    /// A clean cached verdict for a directory entry, by stat alone (no open
+    /// round trip); nil when it must be opened and scanned.
+    func cachedClean(dirfd: Int32, name: [UInt8]) -> Bool {
+        guard let st = try? Sys.fstatat(dirfd, name), st.st_mode & S_IFMT == S_IFREG else { return false }
+        let state = ScannerLoop.contentState(st, archives: scanArchives)
+        guard case .some(.none) = cache.lookup(ScannerLoop.fileID(st), size: state.size, mtimeNs: state.mtimeNs, ctimeNs: state.ctimeNs, archives: scanArchives) else { return false }
+        counters.cacheHits &+= 1
+        return true
+    }
+
+    /// Writes the cache's changes to the store (after a scan, every minute, at exit).
+    func saveCache(force: Bool = false) {
+        guard force || Sys.monotonicSeconds() - cacheSavedAt > 60 else { return }
+        cacheSavedAt = Sys.monotonicSeconds()
+        let (up, del) = cache.takeChanges()
+        do throws(SQLiteError) {
+            try store.saveCache(upsert: up, delete: del, version: package.version.packed, limit: cache.capacity * 2)
+        } catch {
+            roomLog("scanner", "scan cache not saved: \(error)")
         }
     }
 
@@ -222,12 +248,16 @@ final class ScannerLoop {
 
     // MARK: real time
 
-    func enqueue(_ ev: KernelEvent) {
+    /// Every event keeps the cache honest; with `scan` (real time) the written
+    /// and executed files are queued for scanning.
+    func enqueue(_ ev: KernelEvent, scan: Bool = true) {
         if case .exec(let x) = ev.body {
             if executables.count >= 65_536 { executables.removeAll(keepingCapacity: true) }
             executables[ev.header.tgid] = x.exe
         }
         if case .exit = ev.body { executables.removeValue(forKey: ev.header.tgid) }
+        if case .file(let f) = ev.body { cache.invalidate(FileID(dev: f.dev, ino: f.ino)) }
+        guard scan else { return }
         let item: ScanItem
         switch ev.body {
         case .file(let f) where ev.kind == .fileCloseWrite:
@@ -318,16 +348,18 @@ final class ScannerLoop {
                     case .failure: j.errors += 1
                     }
                     j.scanned += 1
+                    if lastScanWasCached { j.cacheHits += 1 }
                 }
             }
         }
         guard j.stack.isEmpty else { return false }
+        saveCache(force: true)
         let state = j.cancelled ? "cancelled" : "completed"
         try? store.addScan(kind: j.kind, path: j.rootPath, started: j.startedUnix, ended: Int64(Sys.realtimeSeconds()),
                            scanned: j.scanned, skipped: j.skipped, errors: j.errors, threats: j.threats.count, state: state)
         let summary = JSON.object([
             ("kind", .string(j.kind)), ("state", .string(state)),
-            ("scanned", JSON(j.scanned)), ("skipped", JSON(j.skipped)), ("errors", JSON(j.errors)),
+            ("scanned", JSON(j.scanned)), ("cache_hits", JSON(j.cacheHits)), ("skipped", JSON(j.skipped)), ("errors", JSON(j.errors)),
             ("seconds", .number((Sys.monotonicSeconds() - j.started) * 1000 / 1000)),
             ("threats", .array(j.threats.map(\.json))),
         ])
@@ -354,6 +386,12 @@ final class ScannerLoop {
             }
             // Only what can be scanned or walked (DT_UNKNOWN is decided at open).
             let t = e.pointee.d_type
+            if t == UInt8(DT_REG), j.ignoreExclusions || !exclusions.excludes(path: String(decoding: child, as: UTF8.self)),
+               cachedClean(dirfd: fd, name: name) {
+                j.scanned += 1 // clean and unchanged since it was scanned: no open, no read
+                j.cacheHits += 1
+                continue
+            }
             if t == UInt8(DT_REG) || t == UInt8(DT_DIR) || t == UInt8(DT_UNKNOWN) { j.stack.append(child) } else { j.skipped += 1 }
         }
     }
@@ -374,7 +412,7 @@ final class ScannerLoop {
                 throw PackageError("version \(candidate.version) is not newer than \(package.version) in use")
             }
             package = candidate
-            cache.removeAll()
+            cache.clear()
             roomLog("scanner", "definitions \(candidate.version): \(candidate.definitions.signatureCount) signatures")
             return .definitionsResult(status: 0, version: candidate.version.packed, reason: "")
         } catch {
@@ -493,22 +531,32 @@ public enum ScannerRoom {
         // Passive and on_demand: events are read (the ring must not fill) but not scanned.
         let realTime = args.flag("real-time")
         loop.scanArchives = !args.flag("no-archives")
+        do throws(SQLiteError) {
+            loop.cache.seed(try store.loadCache(version: package.version.packed, limit: loop.cache.capacity))
+            roomLog(name, "scan cache: \(loop.cache.count) clean verdicts from the last run")
+        } catch {
+            roomLog(name, "scan cache not loaded: \(error)")
+        }
         loop.exclusions = ScanExclusions(paths: args.all("exclude-path"), extensions: args.all("exclude-ext"), processes: args.all("exclude-process"))
         var heartbeat = HeartbeatClock(interval: args.double("heartbeat", 2))
         var draining = false
         while true {
             ring.poll(max: 1024) { _, payload in
                 loop.counters.received &+= 1
-                if realTime, let ev = try? EventDecoder.decode(payload) { loop.enqueue(ev) }
+                if let ev = try? EventDecoder.decode(payload) { loop.enqueue(ev, scan: realTime) }
             }
             ring.accountTrailingDrops()
             loop.drainQueue()
             let jobDone = loop.stepJob(budget: 64)
             if draining && ring.isEmpty {
+                loop.saveCache(force: true)
                 try? control.send(.heartbeat(loop.heartbeat(lost: ring.lostRecords)))
                 exit(RoomExit.ok)
             }
-            if heartbeat.due() { try? control.send(.heartbeat(loop.heartbeat(lost: ring.lostRecords))) }
+            if heartbeat.due() {
+                try? control.send(.heartbeat(loop.heartbeat(lost: ring.lostRecords)))
+                loop.saveCache()
+            }
             let controlReady: Bool
             if !ring.isEmpty || !jobDone {
                 controlReady = (try? Sys.pollReadable([control.fd], timeoutMs: 0))?.first == true

@@ -37,6 +37,9 @@ public final class ThreatStore {
     CREATE TABLE IF NOT EXISTS threats (
       id INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL, path TEXT NOT NULL,
       sha256 TEXT, size INTEGER, source TEXT NOT NULL, action TEXT NOT NULL, pid INTEGER, process TEXT, quarantine_id TEXT);
+    CREATE TABLE IF NOT EXISTS scan_cache (
+      dev INTEGER NOT NULL, ino INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,
+      archives INTEGER NOT NULL, definitions INTEGER NOT NULL, PRIMARY KEY (dev, ino)) WITHOUT ROWID;
     """
 
     public init(path: String) throws(SQLiteError) {
@@ -75,6 +78,55 @@ public final class ThreatStore {
         stmt.bind(8, Int64(threats))
         stmt.bind(9, state)
         guard sqlite3_step(stmt) == SQLITE_DONE else { throw SQLiteError("insert scan: \(db.lastError)") }
+    }
+
+    /// Clean verdicts of definitions `version` (older rows are deleted), at most `limit`.
+    func loadCache(version: UInt64, limit: Int) throws(SQLiteError) -> [(FileID, CachedVerdict)] {
+        try db.exec("DELETE FROM scan_cache WHERE definitions != \(Int64(bitPattern: version))")
+        let stmt = try db.prepare("SELECT dev, ino, size, mtime_ns, ctime_ns, archives FROM scan_cache LIMIT \(limit)")
+        defer { sqlite3_finalize(stmt) }
+        var out: [(FileID, CachedVerdict)] = []
+        while sqlite3_step(stmt) == SQLITE_ROW {
+            let id = FileID(dev: UInt32(truncatingIfNeeded: sqlite3_column_int64(stmt, 0)), ino: UInt64(bitPattern: sqlite3_column_int64(stmt, 1)))
+            out.append((id, CachedVerdict(size: sqlite3_column_int64(stmt, 2), mtimeNs: sqlite3_column_int64(stmt, 3),
+                                          ctimeNs: sqlite3_column_int64(stmt, 4), archives: sqlite3_column_int64(stmt, 5) != 0, detection: nil)))
+        }
+        return out
+    }
+
+    /// Writes the cache's changes in one transaction; keeps at most `limit` rows.
+    func saveCache(upsert: [(FileID, CachedVerdict)], delete: [FileID], version: UInt64, limit: Int) throws(SQLiteError) {
+        guard !upsert.isEmpty || !delete.isEmpty else { return }
+        try db.exec("BEGIN")
+        do throws(SQLiteError) {
+            let del = try db.prepare("DELETE FROM scan_cache WHERE dev = ? AND ino = ?")
+            defer { sqlite3_finalize(del) }
+            for id in delete {
+                sqlite3_reset(del)
+                del.bind(1, Int64(id.dev))
+                del.bind(2, Int64(bitPattern: id.ino))
+                guard sqlite3_step(del) == SQLITE_DONE else { throw SQLiteError("cache delete: \(db.lastError)") }
+            }
+            let up = try db.prepare("INSERT OR REPLACE INTO scan_cache (dev, ino, size, mtime_ns, ctime_ns, archives, definitions) VALUES (?,?,?,?,?,?,?)")
+            defer { sqlite3_finalize(up) }
+            for (id, v) in upsert {
+                sqlite3_reset(up)
+                up.bind(1, Int64(id.dev))
+                up.bind(2, Int64(bitPattern: id.ino))
+                up.bind(3, v.size)
+                up.bind(4, v.mtimeNs)
+                up.bind(5, v.ctimeNs)
+                up.bind(6, Int64(v.archives ? 1 : 0))
+                up.bind(7, Int64(bitPattern: version))
+                guard sqlite3_step(up) == SQLITE_DONE else { throw SQLiteError("cache insert: \(db.lastError)") }
+            }
+            // Bounded: past the limit, an arbitrary excess goes (it is only a cache).
+            try db.exec("DELETE FROM scan_cache WHERE (dev, ino) IN (SELECT dev, ino FROM scan_cache LIMIT max(0, (SELECT count(*) FROM scan_cache) - \(limit)))")
+            try db.exec("COMMIT")
+        } catch {
+            try? db.exec("ROLLBACK")
+            throw error
+        }
     }
 
     /// The most recent scans, newest first.

@@ -17,7 +17,7 @@ RUN_PREFIX ?=
 DEB_PACKAGES := libbpf-dev bpftool libseccomp-dev libcap-dev libssl-dev libzstd-dev \
                 libelf-dev zlib1g-dev libsqlite3-dev sqlite3 pkg-config procps iproute2 python3 clamav-testfiles zstd openssl libarchive-dev libyara-dev libhyperscan-dev
 
-.PHONY: all deps bpf build release definitions run test bench bench-ring bench-sensor clean user
+.PHONY: all deps bpf build release definitions run test bench bench-ring bench-sensor bench-scan bench-deps clean user
 
 all: build
 
@@ -75,13 +75,22 @@ test: deps build user
 	n=$$(echo "$$line" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/'); f=$$(echo "$$line" | sed -E 's/.*with ([0-9]+) failures?.*/\1/'); \
 	[ -n "$$n" ] && echo "tests: $$((n - f)) passed, $$f failed"; exit $$rc
 
-bench: bench-ring bench-sensor
+bench: bench-ring bench-sensor bench-scan
 
 bench-ring: deps release
 	$(CURDIR)/.build/release/mdatp-bench ring
 
 bench-sensor: deps release user
 	python3 bench/sensor.py --bin $(CURDIR)/.build/release
+
+# The scanners we measure against, only for this bench (not needed to build or test).
+BENCH_SCAN_PACKAGES := clamav clamav-daemon clamdscan yara time
+bench-deps:
+	@missing=""; for p in $(BENCH_SCAN_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
+
+bench-scan: deps bench-deps release user
+	python3 bench/scan.py --bin $(CURDIR)/.build/release $(BENCH_SCAN_ARGS)
 
 clean:
 	rm -rf $(BPF_OUT) .build

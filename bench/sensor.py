@@ -42,13 +42,13 @@ def run(cmd):
 
 
 class Suite:
-    def __init__(self, bindir):
+    def __init__(self, bindir, config=None):
         self.bindir = bindir
         self.prefix = tempfile.mkdtemp(prefix="mdatp-bench-")
         os.chmod(self.prefix, 0o755)
         os.makedirs(f"{self.prefix}/etc/opt/mdatp")
         with open(f"{self.prefix}/etc/opt/mdatp/mdatp.json", "w") as f:
-            json.dump({"sensor": {"statusIntervalSeconds": 1, "heartbeatSeconds": 0.5}}, f)
+            json.dump({"sensor": {"statusIntervalSeconds": 1, "heartbeatSeconds": 0.5}, **(config or {})}, f)
         self.log = open(f"{self.prefix}/watchdog.log", "w")
         self.p = subprocess.Popen([f"{bindir}/mdatp-watchdog", "--prefix", self.prefix], stdout=self.log, stderr=self.log)
         deadline = time.time() + 120

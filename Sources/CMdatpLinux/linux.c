@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <sys/eventfd.h>
@@ -178,13 +179,28 @@ int mdatp_seccomp_allow(const char *const *names, size_t n, int log_only, size_t
 	if (!ctx)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
+		int rc;
+		/* Threads, never processes: clone only with CLONE_THREAD, and clone3 (whose
+		 * flags live in memory, out of the filter's reach) answered ENOSYS, which
+		 * makes glibc's pthread_create fall back to clone. */
+		if (strcmp(names[i], MDATP_SECCOMP_THREADS) == 0) {
+			rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1, SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
+			if (rc == 0)
+				rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+			if (rc < 0) {
+				*bad_index = i;
+				seccomp_release(ctx);
+				return rc;
+			}
+			continue;
+		}
 		int nr = seccomp_syscall_resolve_name(names[i]);
 		if (nr == __NR_SCMP_ERROR) {
 			*bad_index = i;
 			seccomp_release(ctx);
 			return -EINVAL;
 		}
-		int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
 		if (rc < 0) {
 			*bad_index = i;
 			seccomp_release(ctx);

@@ -119,6 +119,10 @@ public let baseSyscalls: [String] = [
     "rseq", "set_robust_list", "prlimit64", "fcntl",
 ]
 
+/// What a room needs to run worker threads, and only threads: clone with
+/// CLONE_THREAD, clone3 answered ENOSYS (glibc then falls back to clone).
+public let threadSyscalls: [String] = ["clone(threads)"]
+
 /// What a room needs to keep a SQLite database (WAL mode) in its own directory.
 public let sqliteSyscalls: [String] = [
     "openat", "pread64", "pwrite64", "fsync", "fdatasync", "ftruncate", "unlink", "unlinkat", "rename",

@@ -67,8 +67,13 @@ final class OnDemandScan {
 
 final class ScannerLoop {
     var package: DefinitionsPackage {
-        didSet { content = ContentScanner(definitions: package.definitions) }
+        didSet {
+            content = ContentScanner(definitions: package.definitions)
+            pool?.setDefinitions(package.definitions)
+        }
     }
+    /// On-demand scan workers (nil: scans run on this thread).
+    var pool: ScanPool?
     var definitions: Definitions { package.definitions }
     /// Every engine over one read of a file (owns the Hyperscan scratch).
     var content: ContentScanner
@@ -324,9 +329,10 @@ final class ScannerLoop {
     /// Advances the running scan by at most `budget` paths; true when it finished.
     func stepJob(budget: Int) -> Bool {
         guard let j = job else { return true }
+        collect(pool?.takeDone(waitMs: 0) ?? [], into: j)
         var n = 0
         if j.cancelled { j.stack.removeAll() }
-        while n < budget, let path = j.stack.popLast() {
+        while n < budget, pool?.hasRoom ?? true, let path = j.stack.popLast() {
             n += 1
             if !j.ignoreExclusions && exclusions.excludes(path: String(decoding: path, as: UTF8.self)) {
                 j.skipped += 1
@@ -336,23 +342,28 @@ final class ScannerLoop {
             case .failure:
                 j.skipped += 1
             case .success(let fd):
-                defer { Sys.close(fd) }
-                guard let st = try? Sys.fstat(fd) else { j.errors += 1; continue }
+                guard let st = try? Sys.fstat(fd) else { j.errors += 1; Sys.close(fd); continue }
                 if st.st_mode & S_IFMT == S_IFDIR {
                     listDirectory(fd, parent: path, into: j)
-                } else {
-                    switch scan(fd: fd, archives: true) {
-                    case .success(let d?):
-                        if let t = record(d, path: path, fd: fd, source: "on_demand", pid: 0, process: "mdatp scan") { j.threats.append(t) }
-                    case .success(nil): break
-                    case .failure: j.errors += 1
-                    }
-                    j.scanned += 1
-                    if lastScanWasCached { j.cacheHits += 1 }
+                    Sys.close(fd)
+                    continue
                 }
+                let id = ScannerLoop.fileID(st)
+                let state = ScannerLoop.contentState(st, archives: scanArchives)
+                if let pool, cache.lookup(id, size: state.size, mtimeNs: state.mtimeNs, ctimeNs: state.ctimeNs, archives: scanArchives) == nil {
+                    pool.submit(ScanPool.Job(fd: fd, path: path, size: UInt64(st.st_size), archives: scanArchives, id: id, state: state))
+                    continue // the pool owns the descriptor until its verdict comes back
+                }
+                // A cached verdict (or no pool): decided here.
+                finish(j, path: path, fd: fd, verdict: scan(fd: fd, archives: true), cached: lastScanWasCached)
+                Sys.close(fd)
             }
         }
-        guard j.stack.isEmpty else { return false }
+        // Nothing more to hand out now: wait a little for the workers.
+        if let pool, !(j.stack.isEmpty ? pool.busy == 0 : pool.hasRoom) {
+            collect(pool.takeDone(waitMs: 20), into: j)
+        }
+        guard j.stack.isEmpty, (pool?.busy ?? 0) == 0 else { return false }
         saveCache(force: true)
         let state = j.cancelled ? "cancelled" : "completed"
         try? store.addScan(kind: j.kind, path: j.rootPath, started: j.startedUnix, ended: Int64(Sys.realtimeSeconds()),
@@ -367,6 +378,31 @@ final class ScannerLoop {
         Sys.close(j.client)
         job = nil
         return true
+    }
+
+    /// Verdicts from the workers: cached, recorded, acted on (here: the request channel is ours).
+    func collect(_ done: [ScanPool.Done], into j: OnDemandScan) {
+        for d in done {
+            if case .success(let verdict) = d.verdict, d.job.generation == pool?.generation {
+                var v = d.job.state
+                v.detection = verdict
+                cache.store(d.job.id, v)
+                counters.scanned &+= 1
+            }
+            finish(j, path: d.job.path, fd: d.job.fd, verdict: d.verdict, cached: false)
+            Sys.close(d.job.fd)
+        }
+    }
+
+    func finish(_ j: OnDemandScan, path: [UInt8], fd: Int32, verdict: Result<Detection?, ScanError>, cached: Bool) {
+        switch verdict {
+        case .success(let d?):
+            if let t = record(d, path: path, fd: fd, source: "on_demand", pid: 0, process: "mdatp scan") { j.threats.append(t) }
+        case .success(nil): break
+        case .failure: j.errors += 1
+        }
+        j.scanned += 1
+        if cached { j.cacheHits += 1 }
     }
 
     /// Lists a directory the watchdog opened; children go on the stack.
@@ -531,6 +567,10 @@ public enum ScannerRoom {
         // Passive and on_demand: events are read (the ring must not fill) but not scanned.
         let realTime = args.flag("real-time")
         loop.scanArchives = !args.flag("no-archives")
+        // Workers start here, under the seccomp filter (threads only).
+        let pool = ScanPool(threads: args.int("scan-threads", 2), definitions: package.definitions,
+                            maxFileBytes: UInt64(args.int("max-file-bytes", 256 << 20)), archiveLimits: loop.archiveLimits)
+        if pool.start() { loop.pool = pool } else { roomLog(name, "scan workers could not start: on-demand scans run on one thread") }
         do throws(SQLiteError) {
             loop.cache.seed(try store.loadCache(version: package.version.packed, limit: loop.cache.capacity))
             roomLog(name, "scan cache: \(loop.cache.count) clean verdicts from the last run")

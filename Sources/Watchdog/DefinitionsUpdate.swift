@@ -116,8 +116,8 @@ extension Watchdog {
     /// Back to the set shipped with the product; the scanner restarts on it.
     func restoreDefinitions(client fd: Int32) {
         _ = unlink(paths.definitionsCurrent)
-        if let pid = rooms.first(where: { $0.manifest.name == "scanner" })?.supervision.state.pid {
-            try? Sys.kill(pid, SIGTERM)
+        if let scanner = rooms.first(where: { $0.manifest.name == "scanner" }), scanner.supervision.state.pid != nil {
+            feed(scanner, .restart(now: Sys.monotonicSeconds()))
         }
         log("definitions restored to the shipped set")
         reply(fd, .object([("ok", .bool(true)), ("definitions", .string("shipped"))]))

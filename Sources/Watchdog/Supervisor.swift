@@ -11,6 +11,7 @@ public enum RoomState: Equatable, Sendable {
     case running(pid: Int32, readySince: Double)
     case backoff(until: Double)                // dead, waiting to respawn
     case stopping(pid: Int32, deadline: Double)
+    case restarting(pid: Int32, deadline: Double) // stopping on purpose, to start again at once
     case stopped                               // stopped on request
     case failed(reason: String)                // gave up: reported, not looped
 
@@ -22,6 +23,7 @@ public enum RoomState: Equatable, Sendable {
         case .running: return "running"
         case .backoff: return "backoff"
         case .stopping: return "stopping"
+        case .restarting: return "restarting"
         case .stopped: return "stopped"
         case .failed: return "failed"
         }
@@ -29,7 +31,7 @@ public enum RoomState: Equatable, Sendable {
 
     public var pid: Int32? {
         switch self {
-        case .starting(let p, _), .running(let p, _), .stopping(let p, _): return p
+        case .starting(let p, _), .running(let p, _), .stopping(let p, _), .restarting(let p, _): return p
         default: return nil
         }
     }
@@ -68,6 +70,9 @@ public enum SupervisorEvent: Equatable, Sendable {
     case died(ExitStatus, now: Double)
     case tick(now: Double)
     case stop(now: Double)
+    /// The operator's change needs a new process (enforcement level, definitions):
+    /// not a death, it does not count against the crash-loop budget.
+    case restart(now: Double)
     /// A protocol violation or a stuck start: the glue kills, death follows.
     case misbehaved(reason: String, now: Double)
     /// Operator reset (config reload): a failed room may run again.
@@ -136,6 +141,11 @@ public struct Supervisor: Sendable {
             n.lastExit = status.description
             n.state = .stopped
             return (n, [])
+        case (.restarting, .died(let status, _)):
+            n.lastExit = status.description
+            n.state = .spawning
+            n.restarts += 1
+            return (n, [.spawn])
 
         // Misbehaviour: kill; the death that follows is handled above.
         case (.starting(let pid, _), .misbehaved(let reason, _)), (.running(let pid, _), .misbehaved(let reason, _)):
@@ -149,7 +159,8 @@ public struct Supervisor: Sendable {
             n.state = .spawning
             n.restarts += 1
             return (n, [.spawn])
-        case (.stopping(let pid, let deadline), .tick(let now)) where now >= deadline:
+        case (.stopping(let pid, let deadline), .tick(let now)) where now >= deadline,
+             (.restarting(let pid, let deadline), .tick(let now)) where now >= deadline:
             return (n, [.kill(pid: pid, signal: 9), .report("room did not stop in time: killed")])
 
         // Stopping.
@@ -159,6 +170,18 @@ public struct Supervisor: Sendable {
         case (.idle, .stop), (.backoff, .stop), (.spawning, .stop):
             n.state = .stopped
             return (n, [])
+        case (.restarting(let pid, _), .stop(let now)):
+            n.state = .stopping(pid: pid, deadline: now + stopGrace)
+            return (n, [])
+
+        // Restarting on purpose: drain like a stop, then spawn without a backoff.
+        case (.starting(let pid, _), .restart(let now)), (.running(let pid, _), .restart(let now)):
+            n.state = .restarting(pid: pid, deadline: now + stopGrace)
+            return (n, [.sendShutdown(pid: pid)])
+        case (.backoff, .restart):
+            n.state = .spawning
+            n.restarts += 1
+            return (n, [.spawn])
 
         // Reset after reload: a failed room starts over with a clean history.
         case (.failed, .reset):

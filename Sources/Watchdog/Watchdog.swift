@@ -132,6 +132,7 @@ public final class Watchdog {
             for (type, action) in config.threatTypeSettings.sorted(by: { $0.key < $1.key }) { argv += ["--policy", "\(type)=\(action)"] }
             for name in config.allowedThreats { argv += ["--allowed", name] }
             if !config.scanArchives { argv.append("--no-archives") }
+            argv += ["--scan-threads", "\(config.maximumOnDemandScanThreads)"]
             for e in config.exclusions where e.scopes.contains(.epp) {
                 switch e {
                 case .path(let p, let isDir, _): argv += ["--exclude-path", isDir && !p.hasSuffix("/") && !p.hasSuffix("*") ? p + "/" : p]
@@ -306,24 +307,24 @@ public final class Watchdog {
             let blockingChanged = c.execBlockingActive != config.execBlockingActive
             let scannerChanged = c.enforcementLevel != config.enforcementLevel || c.threatTypeSettings != config.threatTypeSettings
                 || c.scanArchives != config.scanArchives || c.exclusions != config.exclusions
-                || c.allowedThreats != config.allowedThreats
+                || c.allowedThreats != config.allowedThreats || c.maximumOnDemandScanThreads != config.maximumOnDemandScanThreads
             config = c
             supervisor = Supervisor(policy: c.sensor.restart)
             log("configuration reloaded")
             let now = Sys.monotonicSeconds()
             for r in rooms { feed(r, .reset(now: now)) }
-            if collectorChanged, let pid = collector.supervision.state.pid {
+            if collectorChanged, collector.supervision.state.pid != nil {
                 // The kernel filters are filled at load: a new collector applies them.
                 log("sensor settings changed: restarting the collector")
-                try? Sys.kill(pid, SIGTERM)
+                feed(collector, .restart(now: now))
             }
             if blockingChanged && !collectorChanged {
                 // Switched in place: a collector restart would leave the kernel unwatched for seconds.
                 try? collector.channel?.send(.execBlocking(enabled: c.execBlockingActive))
             }
-            if scannerChanged, let pid = rooms.first(where: { $0.manifest.name == "scanner" })?.supervision.state.pid {
-                log("enforcement level now \(c.enforcementLevel): restarting the scanner")
-                try? Sys.kill(pid, SIGTERM)
+            if scannerChanged, let scanner = rooms.first(where: { $0.manifest.name == "scanner" }), scanner.supervision.state.pid != nil {
+                log("antivirus settings changed (enforcement level \(c.enforcementLevel)): restarting the scanner")
+                feed(scanner, .restart(now: now))
             }
         }
         writeStatus()

@@ -33,12 +33,12 @@ final class SupervisorTests: XCTestCase {
 
     static let states: [RoomState] = [
         .idle, .spawning, .starting(pid: 7, since: 0), .running(pid: 7, readySince: 0), .backoff(until: 5),
-        .stopping(pid: 7, deadline: 10), .stopped, .failed(reason: "x"),
+        .stopping(pid: 7, deadline: 10), .restarting(pid: 7, deadline: 10), .stopped, .failed(reason: "x"),
     ]
     static let events: [SupervisorEvent] = [
         .start(now: 1), .spawned(pid: 8, now: 1), .spawnFailed(reason: "e", now: 1), .ready(now: 1),
         .died(.exited(1), now: 1), .died(.signaled(9), now: 1), .died(.exited(100), now: 1),
-        .tick(now: 1), .tick(now: 100), .stop(now: 1), .misbehaved(reason: "m", now: 1), .reset(now: 1),
+        .tick(now: 1), .tick(now: 100), .stop(now: 1), .misbehaved(reason: "m", now: 1), .reset(now: 1), .restart(now: 1),
     ]
 
     func testEveryStateAndEventKeepsTheInvariants() {
@@ -56,7 +56,7 @@ final class SupervisorTests: XCTestCase {
                 // Failed is terminal except for an operator reset.
                 if case .failed = state, event != .reset(now: 1) { XCTAssertEqual(n, s, label) }
                 // Deaths of a live room always end in backoff or failed.
-                if case .died = event, state.pid != nil, state != .stopping(pid: 7, deadline: 10) {
+                if case .died = event, state.pid != nil, state != .stopping(pid: 7, deadline: 10), state != .restarting(pid: 7, deadline: 10) {
                     switch n.state {
                     case .backoff(let until): XCTAssertGreaterThanOrEqual(until, 1 + policy.floorSeconds - 1e-9, label)
                     case .failed: break
@@ -177,6 +177,28 @@ final class SupervisorTests: XCTestCase {
         (s, a) = sup.transition(s, .died(.exited(0), now: 12))
         XCTAssertEqual(s.state, .stopped)
         XCTAssertEqual(a, [])
+    }
+
+    func testAnIntentionalRestartDrainsRespawnsAtOnceAndIsNotADeath() {
+        let s = started()
+        var (n, a) = run(s, [.restart(now: 5)])
+        XCTAssertEqual(n.state, .restarting(pid: 10, deadline: 15))
+        XCTAssertEqual(a, [.sendShutdown(pid: 10)])
+        (n, a) = run(n, [.died(.exited(0), now: 6)])
+        XCTAssertEqual(n.state, .spawning)
+        XCTAssertEqual(a, [.spawn])
+        XCTAssertEqual(n.deaths, [], "not counted against the crash-loop budget")
+        XCTAssertEqual(n.restarts, 1)
+        // Many restarts in a row never fail the room.
+        var cur = run(n, [.spawned(pid: 11, now: 6), .ready(now: 6.1)]).0
+        for i in 0..<10 {
+            let t = 7 + Double(i)
+            cur = run(cur, [.restart(now: t), .died(.signaled(15), now: t + 0.1), .spawned(pid: 20 + Int32(i), now: t + 0.2), .ready(now: t + 0.3)]).0
+        }
+        XCTAssertEqual(cur.state, .running(pid: 29, readySince: 16.3))
+        // One that does not drain in time is killed, and a stop while restarting stays a stop.
+        XCTAssertEqual(run(run(started(), [.restart(now: 0)]).0, [.tick(now: 11)]).1, [.kill(pid: 10, signal: 9), .report("room did not stop in time: killed")])
+        XCTAssertEqual(run(run(started(), [.restart(now: 0)]).0, [.stop(now: 1), .died(.exited(0), now: 2)]).0.state, .stopped)
     }
 
     func testStopWhileBackingOffNeverSpawns() {

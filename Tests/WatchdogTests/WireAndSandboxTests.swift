@@ -132,6 +132,9 @@ final class SandboxOrderTests: XCTestCase {
             XCTAssertFalse(m.syscalls.contains("personality"), "\(m.name): the self-test syscall must stay forbidden")
             XCTAssertFalse(m.syscalls.contains("execve"), "\(m.name): no room may exec")
             XCTAssertFalse(m.syscalls.contains("socket"), "\(m.name): no room opens sockets")
+            for call in ["clone", "clone3", "fork", "vfork"] {
+                XCTAssertFalse(m.syscalls.contains(call), "\(m.name): threads only, through threadSyscalls")
+            }
             for call in ["kill", "tgkill", "tkill", "ptrace", "process_vm_writev"] {
                 XCTAssertFalse(m.syscalls.contains(call), "\(m.name): no room may \(call)")
             }

@@ -55,6 +55,8 @@ int mdatp_landlock_restrict(const char *const *ro, size_t nro, const char *const
 /* seccomp allow-list by syscall name; default action kills the process, or
  * logs when log_only. Unknown names are an error (-EINVAL) naming the index
  * in *bad_index. */
+/* In a seccomp allow-list: threads (clone with CLONE_THREAD; clone3 -> ENOSYS), never processes. */
+#define MDATP_SECCOMP_THREADS "clone(threads)"
 int mdatp_seccomp_allow(const char *const *names, size_t n, int log_only, size_t *bad_index);
 /* A syscall no room allows: personality(0xffffffff) only queries, so it is
  * harmless where no filter is installed. */

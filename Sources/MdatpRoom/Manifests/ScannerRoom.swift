@@ -1,7 +1,8 @@
 // mdatp-scanner: the antivirus room. Runs as mdatp, no capabilities, no
 // network, Landlock limited to its own state; every file it scans is opened
 // by the watchdog on request (request channel, fd 7) and handed over, so the
-// room itself can open nothing outside its directory.
+// room itself can open nothing outside its directory. On-demand scans run on
+// maximumOnDemandScanThreads worker threads (threads only: no process).
 import MdatpConfig
 
 extension Rooms {
@@ -13,7 +14,7 @@ extension Rooms {
         runsAs: .mdatp,
         capabilities: [],
         setupCapabilities: [],
-        syscalls: baseSyscalls + sqliteSyscalls + clientReplySyscalls + [
+        syscalls: baseSyscalls + sqliteSyscalls + clientReplySyscalls + threadSyscalls + [
             // directory listings of descriptors the watchdog opened
             "getdents64", "dup",
         ],

@@ -141,7 +141,7 @@ struct Threat: ParsableCommand {
 
 struct DefinitionsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "definitions", abstract: "Security intelligence (root).",
-                                                    subcommands: [Update.self, Restore.self])
+                                                    subcommands: [Update.self, Restore.self, Import.self, Imports.self, RemoveImport.self])
 
     struct Update: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Install a newer signed package from a local mirror directory.")
@@ -154,6 +154,46 @@ struct DefinitionsCommand: ParsableCommand {
             if let source { req.append(("source", .string(source))) }
             let r = try SuiteClient.request(.object(req))
             if out.output == .json { print(r.serialized()) } else { print("Definitions updated to \(r["definitions_version"]?.string ?? "?")") }
+        }
+    }
+
+    struct Import: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Add a ClamAV database (.cvd, .cld) or signature files (.hdb .hsb .fp .sfp .ndb .ldb .yar) as an extra source.",
+            discussion: "The source is checked by the scanner with the definitions in use; a malformed one is refused and nothing changes. Importing a source of the same name again replaces it.")
+        @Option(name: .long, help: "A file, or a directory of them.") var path: String
+        @OptionGroup var out: OutputOptions
+
+        func run() throws {
+            let r = try SuiteClient.request(.object([("verb", "definitions"), ("action", "import"), ("path", .string(path))]))
+            if out.output == .json { print(r.serialized()) } else { print("Imported \(r["source"]?.string ?? "?"): \(r["loaded"]?.string ?? "")") }
+        }
+    }
+
+    struct Imports: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The imported sources and their files.")
+        @OptionGroup var out: OutputOptions
+
+        func run() throws {
+            let r = try SuiteClient.request(.object([("verb", "definitions"), ("action", "imports")]))
+            if out.output == .json { return print(r.serialized()) }
+            let sources = r["sources"]?.array ?? []
+            if sources.isEmpty { print("No imported sources.") }
+            for src in sources {
+                print(src["name"]?.string ?? "?")
+                for f in src["files"]?.array ?? [] { print("  \(f["name"]?.string ?? "?") (\(f["bytes"]?.int ?? 0) bytes)") }
+            }
+        }
+    }
+
+    struct RemoveImport: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "remove-import", abstract: "Drop an imported source (the scanner restarts without it).")
+        @Option(name: .long) var name: String
+        @OptionGroup var out: OutputOptions
+
+        func run() throws {
+            let r = try SuiteClient.request(.object([("verb", "definitions"), ("action", "remove-import"), ("name", .string(name))]))
+            if out.output == .json { print(r.serialized()) } else { print("Removed \(name)") }
         }
     }
 

@@ -30,6 +30,8 @@ public struct SuitePaths: Equatable, Sendable {
     /// Updated definitions packages (root-owned, readable by the scanner) and `current`.
     public var definitionsDir: String { stateDir + "/definitions" }
     public var definitionsCurrent: String { definitionsDir + "/current" }
+    /// The admin's imported sources (ClamAV .cvd/.cld or loose files), one directory each.
+    public var definitionsExtraDir: String { definitionsDir + "/extra" }
     /// Root only: quarantined files (neutralised) and their metadata.
     public var quarantineDir: String { stateDir + "/quarantine" }
 }

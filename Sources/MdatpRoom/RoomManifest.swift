@@ -50,6 +50,9 @@ public struct RoomManifest: Sendable {
     /// Landlock: filesystem rights once sandboxed.
     public let readOnlyPaths: @Sendable (SuitePaths) -> [String]
     public let readWritePaths: @Sendable (SuitePaths) -> [String]
+    /// Landlock: arguments whose values are directories the room may also read
+    /// (the product's own files, wherever it is installed).
+    public let readOnlyArguments: [String]
     public let descriptors: [FixedDescriptor]
     public let peers: [String]
     public let sends: [MessageType]
@@ -67,7 +70,7 @@ public struct RoomManifest: Sendable {
                 capabilities: [Capability], setupCapabilities: [Capability], syscalls: [String],
                 readOnlyPaths: @escaping @Sendable (SuitePaths) -> [String], readWritePaths: @escaping @Sendable (SuitePaths) -> [String],
                 descriptors: [FixedDescriptor], peers: [String], sends: [MessageType], receives: [MessageType],
-                heartbeatCounters: [String], niceness: Int32 = 0, eventClasses: UInt32 = 0) {
+                heartbeatCounters: [String], niceness: Int32 = 0, eventClasses: UInt32 = 0, readOnlyArguments: [String] = []) {
         self.name = name
         self.executable = executable
         self.title = title
@@ -78,6 +81,7 @@ public struct RoomManifest: Sendable {
         self.syscalls = syscalls
         self.readOnlyPaths = readOnlyPaths
         self.readWritePaths = readWritePaths
+        self.readOnlyArguments = readOnlyArguments
         self.descriptors = descriptors
         self.peers = peers
         self.sends = sends

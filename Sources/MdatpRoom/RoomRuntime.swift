@@ -109,7 +109,8 @@ public struct RoomStart {
     public func mapRingAndSandbox(_ manifest: RoomManifest) -> RingConsumer {
         do throws(Errno) {
             let ring = try RingFiles.mapConsumer(dataReadOnly: RoomFD.ringData, cursor: RoomFD.ringCursor, wake: RoomFD.ringWake)
-            _ = try RoomSandbox.enter(manifest, account: account, paths: paths, seccompLogOnly: args.flag("seccomp-log"))
+            let argumentPaths = manifest.readOnlyArguments.compactMap { args.string($0) }.filter { $0.hasPrefix("/") }
+            _ = try RoomSandbox.enter(manifest, account: account, paths: paths, seccompLogOnly: args.flag("seccomp-log"), argumentPaths: argumentPaths)
             return ring
         } catch {
             roomFail(name, "setup: \(error)", code: RoomExit.transient)

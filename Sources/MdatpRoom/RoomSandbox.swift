@@ -49,7 +49,7 @@ public enum RoomSandbox {
     /// Installs the manifest's sandbox. `account` is the mdatp user (nil keeps
     /// root, for rooms whose manifest runs as root).
     public static func enter(_ m: RoomManifest, account: Account?, paths: SuitePaths, seccompLogOnly: Bool,
-                             ops: PrivilegeOps = LinuxPrivilegeOps()) throws(Errno) -> SandboxReport {
+                             argumentPaths: [String] = [], ops: PrivilegeOps = LinuxPrivilegeOps()) throws(Errno) -> SandboxReport {
         if m.niceness != 0 { try ops.setNiceness(m.niceness) }
         if m.runsAs == .mdatp {
             guard let account else { throw Errno(22, "room \(m.name) runs as mdatp but the account is unknown") }
@@ -62,7 +62,7 @@ public enum RoomSandbox {
         }
         try ops.setCapabilities(m.capabilities)
         try ops.setNoNewPrivs()
-        let abi = try ops.landlock(readOnly: m.readOnlyPaths(paths), readWrite: m.readWritePaths(paths))
+        let abi = try ops.landlock(readOnly: m.readOnlyPaths(paths) + argumentPaths, readWrite: m.readWritePaths(paths))
         try ops.seccomp(m.syscalls, logOnly: seccompLogOnly)
         return SandboxReport(landlockABI: abi, seccompLogOnly: seccompLogOnly)
     }

@@ -20,6 +20,7 @@ public enum MessageType: UInt16, CaseIterable, Sendable {
     case execBlocking = 20      // watchdog -> collector: turn kernel exec blocking on or off
     case loadDefinitions = 21   // watchdog -> scanner: verify and switch to the package at this path
     case definitionsResult = 22 // scanner -> watchdog: 0 and the version now in use, or an errno and why
+    case importDefinitions = 23 // watchdog -> scanner: add the admin's source staged at this path to the set in use
 
     /// Allowed payload length range.
     public var lengths: ClosedRange<Int> {
@@ -34,7 +35,7 @@ public enum MessageType: UInt16, CaseIterable, Sendable {
         case .quarantineResult: return 36...36
         case .denyExecutable, .denyUpdate: return 16...16
         case .denyResult, .execBlocking: return 4...4
-        case .loadDefinitions: return 2...Message.maxPathBytes
+        case .loadDefinitions, .importDefinitions: return 2...Message.maxPathBytes
         case .definitionsResult: return 12...(12 + 512)
         }
     }
@@ -78,6 +79,7 @@ public enum Message: Equatable, Sendable {
     case denyUpdate(dev: UInt64, ino: UInt64)
     case execBlocking(enabled: Bool)
     case loadDefinitions(path: [UInt8])
+    case importDefinitions(path: [UInt8])
     /// `version` packed as four 16-bit fields; `reason` printable ASCII.
     case definitionsResult(status: Int32, version: UInt64, reason: String)
 
@@ -104,6 +106,7 @@ public enum Message: Equatable, Sendable {
         case .denyUpdate: return .denyUpdate
         case .execBlocking: return .execBlocking
         case .loadDefinitions: return .loadDefinitions
+        case .importDefinitions: return .importDefinitions
         case .definitionsResult: return .definitionsResult
         }
     }
@@ -141,7 +144,7 @@ public enum Message: Equatable, Sendable {
             payload.appendLE(UInt32(bitPattern: status))
         case .execBlocking(let on):
             payload.appendLE(UInt32(on ? 1 : 0))
-        case .loadDefinitions(let path):
+        case .loadDefinitions(let path), .importDefinitions(let path):
             payload = Array(path.prefix(Message.maxPathBytes))
         case .definitionsResult(let status, let version, let reason):
             payload.appendLE(UInt32(bitPattern: status))
@@ -207,6 +210,9 @@ public enum Message: Equatable, Sendable {
         case .loadDefinitions:
             guard payload.first == 0x2f, !payload.contains(0) else { throw ProtocolViolation(reason: "loadDefinitions path must be absolute") }
             return .loadDefinitions(path: payload)
+        case .importDefinitions:
+            guard payload.first == 0x2f, !payload.contains(0) else { throw ProtocolViolation(reason: "importDefinitions path must be absolute") }
+            return .importDefinitions(path: payload)
         case .definitionsResult:
             return .definitionsResult(status: Int32(bitPattern: payload.readLE(UInt32.self, at: 0)), version: payload.readLE(UInt64.self, at: 4),
                                       reason: CollectorInfo.printable(payload[12...]))

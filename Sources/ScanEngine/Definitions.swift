@@ -18,19 +18,30 @@ public struct Definitions: Sendable {
 
     /// Loads `dir`; `read` returns a file's bytes (bounded by the caller).
     public static func load(directory dir: String, names: [String], read: (String) -> [UInt8]?) throws(SignatureError) -> Definitions {
-        var d = Definitions()
-        var yaraSources: [(String, String)] = []
         let wanted = names.filter { n in Definitions.extensions.contains { n.hasSuffix("." + $0) } }.sorted()
         guard wanted.count <= maxFiles else { throw SignatureError(file: dir, line: 0, reason: "more than \(maxFiles) signature files") }
+        var files: [(String, [UInt8])] = []
         for name in wanted {
             let path = dir + "/" + name
             guard let bytes = read(path) else { throw SignatureError(file: path, line: 0, reason: "unreadable or larger than \(maxFileBytes) bytes") }
+            files.append((name, bytes))
+        }
+        return try load(files: files, directory: dir)
+    }
+
+    /// Loads (name, text) pairs; the name's extension says the format.
+    public static func load(files: [(String, [UInt8])], directory dir: String = "definitions") throws(SignatureError) -> Definitions {
+        var d = Definitions()
+        var yaraSources: [(String, String)] = []
+        for (name, bytes) in files {
             if name.hasSuffix(".yar") {
                 yaraSources.append((name, String(decoding: bytes, as: UTF8.self)))
             } else if name.hasSuffix(".ndb") || name.hasSuffix(".ldb") {
                 try d.bodies.load(bytes, file: name)
-            } else {
+            } else if Definitions.extensions.contains(where: { name.hasSuffix("." + $0) }) {
                 try d.hashes.load(bytes, file: name, allowList: name.hasSuffix(".fp") || name.hasSuffix(".sfp"))
+            } else {
+                continue
             }
             d.files.append(name)
         }

@@ -46,7 +46,9 @@ public struct DefinitionsPackage: Sendable {
 
     /// Loads and verifies `dir`. `read(path, limit)` returns a file's bytes.
     /// `trustedKeys` are raw 32-byte Ed25519 public keys.
-    public static func load(directory dir: String, trustedKeys: [[UInt8]], read: (String, Int) -> [UInt8]?) throws(PackageError) -> DefinitionsPackage {
+    /// `extra`: the admin's imported sources (name, text), loaded with the package's files.
+    public static func load(directory dir: String, trustedKeys: [[UInt8]], extra: [(String, [UInt8])] = [],
+                            read: (String, Int) -> [UInt8]?) throws(PackageError) -> DefinitionsPackage {
         guard let manifest = read(dir + "/manifest.json", maxManifestBytes) else { throw PackageError("no readable manifest.json in \(dir)") }
         guard let sig = read(dir + "/manifest.sig", 64), sig.count == 64 else { throw PackageError("unsigned: no 64-byte manifest.sig") }
         let trusted = trustedKeys.contains { key in
@@ -80,9 +82,7 @@ public struct DefinitionsPackage: Sendable {
             texts.append((String(name.dropLast(4)), out))
         }
         do throws(SignatureError) {
-            let defs = try Definitions.load(directory: dir, names: texts.map(\.0)) { path in
-                texts.first { dir + "/" + $0.0 == path }?.1
-            }
+            let defs = try Definitions.load(files: texts.sorted { $0.0 < $1.0 } + extra, directory: dir)
             return DefinitionsPackage(version: version, createdUnix: Int64(created), definitions: defs)
         } catch {
             throw PackageError("malformed signatures: \(error)")

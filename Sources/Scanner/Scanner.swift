@@ -74,6 +74,10 @@ final class ScannerLoop {
     }
     /// On-demand scan workers (nil: scans run on this thread).
     var pool: ScanPool?
+    /// Where the package in use came from, and the admin's imported sources loaded with it.
+    var packageDir = ""
+    var extraSources: [String] = []
+    var trustedKeys: [[UInt8]] = []
     var definitions: Definitions { package.definitions }
     /// Every engine over one read of a file (owns the Hyperscan scratch).
     var content: ContentScanner
@@ -443,16 +447,39 @@ final class ScannerLoop {
     /// refused and the current set stays.
     func update(from dir: String, trustedKeys: [[UInt8]]) -> Message {
         do throws(PackageError) {
-            let candidate = try ScannerRoom.loadPackage(dir, trustedKeys: trustedKeys)
+            let candidate = try ScannerRoom.loadPackage(dir, trustedKeys: trustedKeys, extra: ScannerRoom.readSources(extraSources))
             guard package.version < candidate.version else {
                 throw PackageError("version \(candidate.version) is not newer than \(package.version) in use")
             }
             package = candidate
+            packageDir = dir
             cache.clear()
             roomLog("scanner", "definitions \(candidate.version): \(candidate.definitions.signatureCount) signatures")
             return .definitionsResult(status: 0, version: candidate.version.packed, reason: "")
         } catch {
             roomLog("scanner", "definitions update refused: \(error)")
+            return .definitionsResult(status: EINVAL, version: package.version.packed, reason: error.reason)
+        }
+    }
+
+    /// An imported source staged at `dir` (extra/staging-NAME): the package in use,
+    /// the sources already accepted (but an older NAME) and this one must load together.
+    func importSource(_ dir: String) -> Message {
+        let final = ScannerRoom.finalSourceDir(dir)
+        let others = extraSources.filter { $0 != final }
+        do throws(PackageError) {
+            let before = package.definitions.signatureCount
+            let candidate = try ScannerRoom.loadPackage(packageDir, trustedKeys: trustedKeys, extra: ScannerRoom.readSources(others + [dir]))
+            package = candidate
+            extraSources = others + [final]
+            cache.clear()
+            let added = candidate.definitions.signatureCount - before
+            let note = "\(candidate.definitions.signatureCount) signatures in use (\(added >= 0 ? "+" : "")\(added))"
+                + (candidate.definitions.bodies.unsupportedCount > 0 ? ", \(candidate.definitions.bodies.unsupportedCount) body signatures skipped as unsupported" : "")
+            roomLog("scanner", "imported \(final): \(note)")
+            return .definitionsResult(status: 0, version: candidate.version.packed, reason: note)
+        } catch {
+            roomLog("scanner", "import refused: \(error)")
             return .definitionsResult(status: EINVAL, version: package.version.packed, reason: error.reason)
         }
     }
@@ -542,14 +569,32 @@ public enum ScannerRoom {
         let trustedKeys = Sys.listDirectory(args.string("trusted-keys") ?? "").filter { $0.hasSuffix(".pub") }.compactMap { name in
             (try? Sys.readFile((args.string("trusted-keys") ?? "") + "/" + name, limit: 256)).flatMap(DefinitionsPackage.parseKey)
         }
+        // The admin's imported sources: each must load with the package, or it is left out (logged).
+        let extraRoot = args.string("extra-definitions") ?? ""
+        let sources = Sys.listDirectory(extraRoot).sorted().filter { !$0.hasPrefix("staging-") && !$0.hasPrefix(".") }.map { extraRoot + "/" + $0 }
         var loaded: DefinitionsPackage?
+        var packageDir = ""
+        var accepted: [String] = []
         for dir in [args.string("definitions"), args.string("fallback-definitions")].compactMap({ $0 }) {
             do throws(PackageError) {
-                loaded = try loadPackage(dir, trustedKeys: trustedKeys)
-                break
+                loaded = try loadPackage(dir, trustedKeys: trustedKeys, extra: readSources(sources))
+                accepted = sources
             } catch {
-                roomLog(name, "definitions in \(dir) refused: \(error)")
+                do throws(PackageError) {
+                    loaded = try loadPackage(dir, trustedKeys: trustedKeys)
+                    for source in sources {
+                        do throws(PackageError) {
+                            loaded = try loadPackage(dir, trustedKeys: trustedKeys, extra: readSources(accepted + [source]))
+                            accepted.append(source)
+                        } catch {
+                            roomLog(name, "imported source \(source) left out: \(error)")
+                        }
+                    }
+                } catch {
+                    roomLog(name, "definitions in \(dir) refused: \(error)")
+                }
             }
+            if loaded != nil { packageDir = dir; break }
         }
         guard let package = loaded else { roomFail(name, "no usable definitions", code: RoomExit.badConfig) }
 
@@ -564,6 +609,9 @@ public enum ScannerRoom {
         let policy = ThreatPolicy.parse(remediate: args.flag("remediate"), policies: args.all("policy"), allowed: args.all("allowed"))
         let loop = ScannerLoop(package: package, requests: requests, store: store,
                                maxFileBytes: UInt64(args.int("max-file-bytes", 256 << 20)), policy: policy)
+        loop.packageDir = packageDir
+        loop.extraSources = accepted
+        loop.trustedKeys = trustedKeys
         // Passive and on_demand: events are read (the ring must not fill) but not scanned.
         let realTime = args.flag("real-time")
         loop.scanArchives = !args.flag("no-archives")
@@ -611,6 +659,8 @@ public enum ScannerRoom {
                 if !loop.answer(fd: fd, request: request) { Sys.close(fd) }
             case (.loadDefinitions(let path), _):
                 try? control.send(loop.update(from: String(decoding: path, as: UTF8.self), trustedKeys: trustedKeys))
+            case (.importDefinitions(let path), _):
+                try? control.send(loop.importSource(String(decoding: path, as: UTF8.self)))
             case (let m, let fd):
                 if fd >= 0 { Sys.close(fd) }
                 roomFail(name, "\(m.type) is in the manifest but not handled", code: 1)
@@ -618,10 +668,39 @@ public enum ScannerRoom {
         }
     }
 
-    static func loadPackage(_ dir: String, trustedKeys: [[UInt8]]) throws(PackageError) -> DefinitionsPackage {
-        try DefinitionsPackage.load(directory: dir, trustedKeys: trustedKeys) { path, limit in
+    static func loadPackage(_ dir: String, trustedKeys: [[UInt8]], extra: [(String, [UInt8])] = []) throws(PackageError) -> DefinitionsPackage {
+        try DefinitionsPackage.load(directory: dir, trustedKeys: trustedKeys, extra: extra) { path, limit in
             try? Sys.readFile(path, limit: limit)
         }
     }
 
+    /// The signature files of imported sources (containers unpacked), named SOURCE/FILE[/MEMBER].
+    static func readSources(_ dirs: [String]) throws(PackageError) -> [(String, [UInt8])] {
+        var out: [(String, [UInt8])] = []
+        for dir in dirs {
+            let source = String(dir.split(separator: "/").last ?? "")
+            let label = source.hasPrefix("staging-") ? String(source.dropFirst(8)) : source
+            for file in Sys.listDirectory(dir).sorted() {
+                let bytes: [UInt8]
+                do throws(Errno) { bytes = try Sys.readFile(dir + "/" + file, limit: Definitions.maxFileBytes) } catch {
+                    throw PackageError("\(label)/\(file): \(error)")
+                }
+                do throws(SignatureError) {
+                    let src = try ClamAVDatabase.read(name: file, bytes: bytes)
+                    if !src.skipped.isEmpty { roomLog(name, "\(label)/\(file): skipped \(src.skipped.count) member(s) in formats we do not read: \(src.skipped.prefix(6).joined(separator: ", "))") }
+                    out += src.files.map { (label + "/" + $0.0, $0.1) }
+                } catch {
+                    throw PackageError("\(label)/\(error)")
+                }
+            }
+        }
+        return out
+    }
+
+    /// extra/staging-NAME -> extra/NAME, where the watchdog puts it once accepted.
+    static func finalSourceDir(_ staging: String) -> String {
+        guard let slash = staging.lastIndex(of: "/") else { return staging }
+        let last = staging[staging.index(after: slash)...]
+        return String(staging[..<slash]) + "/" + (last.hasPrefix("staging-") ? String(last.dropFirst(8)) : String(last))
+    }
 }

@@ -119,7 +119,10 @@ extension Watchdog {
             switch json["action"]?.string {
             case "update": forwarded = startUpdate(client: fd, source: json["source"]?.string)
             case "restore": restoreDefinitions(client: fd)
-            default: refuse(fd, "definitions action must be update or restore", code: "usage")
+            case "import": forwarded = startImport(client: fd, path: json["path"]?.string)
+            case "imports": listImports(client: fd)
+            case "remove-import": removeImport(client: fd, name: json["name"]?.string)
+            default: refuse(fd, "definitions action must be update, restore, import, imports or remove-import", code: "usage")
             }
         case .config:
             do throws(ConfigEditError) {

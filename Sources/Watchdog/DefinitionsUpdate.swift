@@ -12,6 +12,8 @@ import MdatpWire
 struct PendingUpdate {
     let client: Int32
     let staging: String
+    /// nil: a package update; else the name of the imported source.
+    var importing: String?
 }
 
 extension Watchdog {
@@ -25,11 +27,11 @@ extension Watchdog {
     var activeDefinitions: String { Sys.exists(paths.definitionsCurrent) ? paths.definitionsCurrent : shippedDefinitions }
 
     func prepareDefinitions() throws(Errno) {
-        try Sys.mkdirExisting(paths.definitionsDir, 0o755)
-        try Sys.chmod(paths.definitionsDir, 0o755)
-        // Leftovers of an update interrupted by a crash.
-        for name in Sys.listDirectory(paths.definitionsDir) where name.hasPrefix("staging-") {
-            removeTree(paths.definitionsDir + "/" + name)
+        for dir in [paths.definitionsDir, paths.definitionsExtraDir] {
+            try Sys.mkdirExisting(dir, 0o755)
+            try Sys.chmod(dir, 0o755)
+            // Leftovers of an update or import interrupted by a crash.
+            for name in Sys.listDirectory(dir) where name.hasPrefix("staging-") { removeTree(dir + "/" + name) }
         }
     }
 
@@ -90,11 +92,12 @@ extension Watchdog {
         }
     }
 
-    /// The scanner's verdict on the staged package.
+    /// The scanner's verdict on the staged package or source.
     func finishUpdate(status: Int32, version: UInt64, reason: String) {
         guard let p = pendingUpdate else { return }
         pendingUpdate = nil
         defer { Sys.close(p.client) }
+        if let name = p.importing { return finishImport(p, name: name, status: status, reason: reason) }
         guard status == 0 else {
             removeTree(p.staging)
             log("definitions update refused: \(reason)")
@@ -121,5 +124,106 @@ extension Watchdog {
         }
         log("definitions restored to the shipped set")
         reply(fd, .object([("ok", .bool(true)), ("definitions", .string("shipped"))]))
+    }
+
+    // MARK: imported sources
+
+    /// What the copy accepts (the scanner decides what it can read).
+    static let importSuffixes = [".cvd", ".cld", ".hdb", ".hsb", ".fp", ".sfp", ".ndb", ".ldb", ".yar"]
+    static let importMaxFiles = 64
+
+    /// A source's name from the imported path: its last component, made safe.
+    static func sourceName(_ path: String) -> String? {
+        let base = path.split(separator: "/").last.map(String.init) ?? ""
+        let safe = String(base.utf8.prefix(64).map { b -> Character in
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || b == 0x2e || b == 0x2d || b == 0x5f ? Character(UnicodeScalar(b)) : "_"
+        })
+        guard !safe.isEmpty, !safe.hasPrefix("."), !safe.hasPrefix("staging-") else { return nil }
+        return safe
+    }
+
+    /// `mdatp definitions import --path P`: a file or a directory of signature files,
+    /// copied (no link followed) into extra/staging-NAME for the scanner to try.
+    func startImport(client fd: Int32, path: String?) -> Bool {
+        guard pendingUpdate == nil else { refuse(fd, "an update is already running"); return false }
+        guard let path, path.hasPrefix("/"), let name = Watchdog.sourceName(path) else {
+            refuse(fd, "import needs an absolute --path to a .cvd, .cld or signature file, or a directory of them", code: "usage")
+            return false
+        }
+        guard let scanner = rooms.first(where: { $0.manifest.name == "scanner" }), case .running = scanner.supervision.state,
+              let ch = scanner.channel else {
+            refuse(fd, "the scanner room is not running", code: "unavailable")
+            return false
+        }
+        let staging = paths.definitionsExtraDir + "/staging-" + name
+        removeTree(staging)
+        do throws(Errno) {
+            let st = try Sys.lstat(path)
+            var sources: [(String, String)] = [] // (from, name)
+            if st.st_mode & S_IFMT == S_IFDIR {
+                sources = Sys.listDirectory(path).sorted().filter { n in Watchdog.importSuffixes.contains { n.lowercased().hasSuffix($0) } }.map { (path + "/" + $0, $0) }
+            } else if st.st_mode & S_IFMT == S_IFREG, Watchdog.importSuffixes.contains(where: { name.lowercased().hasSuffix($0) }) {
+                sources = [(path, name)]
+            }
+            guard !sources.isEmpty, sources.count <= Watchdog.importMaxFiles else {
+                throw Errno(EINVAL, "\(path) holds no .cvd, .cld or signature file (or more than \(Watchdog.importMaxFiles))")
+            }
+            try Sys.mkdirExisting(staging, 0o755)
+            try Sys.chmod(staging, 0o755)
+            for (from, n) in sources {
+                guard let safe = Watchdog.sourceName(n) else { continue }
+                let bytes = try Sys.readFile(from, limit: Watchdog.packageFileLimit)
+                let out = try Sys.open(staging + "/" + safe, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o644)
+                defer { Sys.close(out) }
+                try Sys.writeAll(out, bytes)
+                try Sys.fsync(out)
+            }
+            try ch.send(.importDefinitions(path: Array(staging.utf8)))
+            pendingUpdate = PendingUpdate(client: fd, staging: staging, importing: name)
+            Sys.setTimeouts(fd, seconds: 5)
+            return true
+        } catch {
+            removeTree(staging)
+            refuse(fd, "import: \(error)")
+            return false
+        }
+    }
+
+    func finishImport(_ p: PendingUpdate, name: String, status: Int32, reason: String) {
+        guard status == 0 else {
+            removeTree(p.staging)
+            log("definitions import of \(name) refused: \(reason)")
+            return refuse(p.client, "import refused: \(reason); the current set stays")
+        }
+        let final = paths.definitionsExtraDir + "/" + name
+        removeTree(final)
+        _ = rename(p.staging, final)
+        log("definitions source \(name) imported: \(reason)")
+        reply(p.client, .object([("ok", .bool(true)), ("source", .string(name)), ("loaded", .string(reason))]))
+    }
+
+    /// The imported sources and their files.
+    func listImports(client fd: Int32) {
+        let sources = Sys.listDirectory(paths.definitionsExtraDir).sorted().filter { !$0.hasPrefix("staging-") }.map { name -> JSON in
+            let dir = paths.definitionsExtraDir + "/" + name
+            let files = Sys.listDirectory(dir).sorted().map { f -> JSON in
+                .object([("name", .string(f)), ("bytes", JSON(Int((try? Sys.lstat(dir + "/" + f))?.st_size ?? 0)))])
+            }
+            return .object([("name", .string(name)), ("files", .array(files))])
+        }
+        reply(fd, .object([("sources", .array(sources))]))
+    }
+
+    /// Drops an imported source; the scanner restarts without it.
+    func removeImport(client fd: Int32, name: String?) {
+        guard let name, Watchdog.sourceName(name) == name, Sys.exists(paths.definitionsExtraDir + "/" + name) else {
+            return refuse(fd, "no imported source of that name (see mdatp definitions imports)", code: "usage")
+        }
+        removeTree(paths.definitionsExtraDir + "/" + name)
+        if let scanner = rooms.first(where: { $0.manifest.name == "scanner" }), scanner.supervision.state.pid != nil {
+            feed(scanner, .restart(now: Sys.monotonicSeconds()))
+        }
+        log("definitions source \(name) removed")
+        reply(fd, .object([("ok", .bool(true)), ("removed", .string(name))]))
     }
 }

@@ -126,7 +126,8 @@ public final class Watchdog {
         case "edr":
             argv += ["--store-max-bytes", "\(s.storeMaxBytes)", "--store-max-age-hours", "\(s.storeMaxAgeHours)"]
         case "scanner":
-            argv += ["--definitions", activeDefinitions, "--fallback-definitions", shippedDefinitions, "--trusted-keys", trustedKeysDir]
+            argv += ["--definitions", activeDefinitions, "--fallback-definitions", shippedDefinitions, "--trusted-keys", trustedKeysDir,
+                     "--extra-definitions", paths.definitionsExtraDir]
             // Defender's enforcement levels: only real_time scans what is written and executed.
             if config.enforcementLevel == "real_time" { argv += ["--real-time", "--remediate"] }
             for (type, action) in config.threatTypeSettings.sorted(by: { $0.key < $1.key }) { argv += ["--policy", "\(type)=\(action)"] }

@@ -203,6 +203,61 @@ final class SuiteTests: XCTestCase {
         XCTAssertEqual(r["threats"]?.array?.count, 1)
     }
 
+    func testAClamAVDatabaseCanBeImportedRefusedAndRemoved() throws {
+        let s = try suite()
+        let dir = try makeTempDir("mdatp-import")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let marker = "IMPORTED-BODY-\(getpid())"
+        let hex = marker.utf8.map { String(format: "%02x", $0) }.joined()
+        try JSONSerialization.data(withJSONObject: [
+            "daily.ndb": "Imported.Body-1:0:*:\(hex)\n", "daily.info": "DSIG:x\n", "daily.cdb": "skipped\n",
+        ]).write(to: URL(fileURLWithPath: dir + "/members.json"))
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().path + "/Fixtures/make-cvd.py"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        p.arguments = [script, dir + "/daily.cvd", dir + "/members.json"]
+        try p.run()
+        p.waitUntilExit()
+        let samples = try makeTempDir("mdatp-import-samples")
+        defer { try? FileManager.default.removeItem(atPath: samples) }
+
+        var r = try s.cli(["definitions", "import", "--path", dir + "/daily.cvd", "--output", "json"])
+        XCTAssertEqual(r.code, 0, r.err + s.tailOfLog())
+        XCTAssertEqual(try JSON.parse(r.out)["source"]?.string, "daily.cvd")
+        try "x \(marker) y\n".write(toFile: samples + "/one.txt", atomically: false, encoding: .utf8)
+        XCTAssertEqual(try s.waitForThreat(path: samples + "/one.txt")["name"]?.string, "Imported.Body-1")
+
+        // A malformed source is refused with its file and line; the set in use stays.
+        try "Broken.Sig:0:*:41zz42\n".write(toFile: dir + "/broken.ndb", atomically: false, encoding: .utf8)
+        r = try s.cli(["definitions", "import", "--path", dir + "/broken.ndb"])
+        XCTAssertNotEqual(r.code, 0)
+        XCTAssertTrue(r.err.contains("broken.ndb") && r.err.contains("unexpected"), r.err)
+        let list = try JSON.parse(try s.cli(["definitions", "imports", "--output", "json"]).out)
+        XCTAssertEqual(list["sources"]?.array?.compactMap { $0["name"]?.string }, ["daily.cvd"], list.serialized())
+
+        // A restarted scanner loads it again.
+        let old = s.room("scanner", in: s.status())?["pid"]?.int ?? 0
+        XCTAssertEqual(kill(pid_t(old), SIGKILL), 0)
+        try s.waitUntil("scanner restarted", timeout: 60) { st in
+            let room = s.room("scanner", in: st)
+            return room?["state"]?.string == "running" && (room?["pid"]?.int ?? 0) != old
+        }
+        try "\(marker)\n".write(toFile: samples + "/two.txt", atomically: false, encoding: .utf8)
+        XCTAssertEqual(try s.waitForThreat(path: samples + "/two.txt")["name"]?.string, "Imported.Body-1")
+
+        // Removed: the scanner restarts without it.
+        let before = s.room("scanner", in: s.status())?["pid"]?.int ?? 0
+        XCTAssertEqual(try s.cli(["definitions", "remove-import", "--name", "daily.cvd"]).code, 0)
+        try s.waitUntil("scanner restarted", timeout: 60) { st in
+            let room = s.room("scanner", in: st)
+            return room?["state"]?.string == "running" && (room?["pid"]?.int ?? 0) != before
+        }
+        try "\(marker)\n".write(toFile: samples + "/three.txt", atomically: false, encoding: .utf8)
+        let scan = try JSON.parse(try s.cli(["scan", "custom", "--path", samples, "--output", "json"]).out)
+        XCTAssertEqual(scan["threats"]?.array?.count, 0, scan.serialized())
+        XCTAssertNotEqual(try s.cli(["definitions", "remove-import", "--name", "daily.cvd"]).code, 0, "already gone")
+    }
+
     func testQuickAndFullScansRunAndCancel() throws {
         let s = try suite()
         // Both walk far more than a test may wait for on a developer's machine: each is

@@ -18,6 +18,7 @@ final class WireTests: XCTestCase {
             (.denyExecutable(dev: 0xfe00, ino: 42), false), (.denyResult(status: 0), false), (.denyUpdate(dev: 0xfe00, ino: 42), false),
             (.execBlocking(enabled: true), false),
             (.loadDefinitions(path: Array("/var/opt/mdatp/definitions/staging-1".utf8)), false),
+            (.importDefinitions(path: Array("/var/opt/mdatp/definitions/extra/staging-1".utf8)), false),
             (.definitionsResult(status: 22, version: 0x0001_0000_0001_0000, reason: "not newer"), false),
         ]
         XCTAssertEqual(Set(messages.map { $0.0.type }), Set(MessageType.allCases))

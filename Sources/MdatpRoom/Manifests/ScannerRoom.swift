@@ -25,7 +25,7 @@ extension Rooms {
         ],
         peers: ["watchdog", "collector (through the ring)", "CLI clients (sockets passed by the watchdog)"],
         sends: [.ready, .heartbeat, .openForScan, .quarantine, .denyExecutable, .definitionsResult],
-        receives: [.shutdown, .selftestForbidden, .query, .openResult, .quarantineResult, .denyResult, .loadDefinitions],
+        receives: [.shutdown, .selftestForbidden, .query, .openResult, .quarantineResult, .denyResult, .loadDefinitions, .importDefinitions],
         heartbeatCounters: [
             "events_received", "files_scanned", "cache_hits", "threats_found", "scan_errors", "events_lost",
             "opens_refused", "queue_overflows", "signatures_loaded", "queries_served",
@@ -33,6 +33,8 @@ extension Rooms {
         ],
         niceness: 10,
         // process (exec) and file (close-after-write) events
-        eventClasses: 0b0011
+        eventClasses: 0b0011,
+        // The package shipped with the product (re-read when an imported source joins it).
+        readOnlyArguments: ["fallback-definitions"]
     )
 }

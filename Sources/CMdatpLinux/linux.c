@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 #include <sched.h>
+#include <sys/ioctl.h>
+#include <linux/fs.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <sys/eventfd.h>
@@ -194,6 +196,16 @@ int mdatp_seccomp_allow(const char *const *names, size_t n, int log_only, size_t
 			}
 			continue;
 		}
+		/* One ioctl, not all: the inode's generation (deny-table identities). */
+		if (strcmp(names[i], MDATP_SECCOMP_GETVERSION) == 0) {
+			rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_EQ, FS_IOC_GETVERSION));
+			if (rc < 0) {
+				*bad_index = i;
+				seccomp_release(ctx);
+				return rc;
+			}
+			continue;
+		}
 		int nr = seccomp_syscall_resolve_name(names[i]);
 		if (nr == __NR_SCMP_ERROR) {
 			*bad_index = i;
@@ -336,4 +348,13 @@ long mdatp_getrandom(void *buf, size_t n)
 {
 	ssize_t r = getrandom(buf, n, 0);
 	return r < 0 ? -errno : r;
+}
+
+int mdatp_inode_generation(int fd, unsigned *generation)
+{
+	long v = 0;
+	if (ioctl(fd, FS_IOC_GETVERSION, &v) < 0)
+		return -errno;
+	*generation = (unsigned)v;
+	return 0;
 }

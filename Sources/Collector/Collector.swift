@@ -167,12 +167,14 @@ public enum CollectorRoom {
                 case (.execBlocking(let on), _):
                     loop.bss.exec_blocking!.pointee = on ? 1 : 0
                     roomLog(name, "kernel exec blocking \(on ? "on" : "off")")
-                case (.denyUpdate(let dev, let ino), _):
-                    switch deny.insert(dev: Sys.kernelDev(dev), ino: ino) {
+                case (.denyUpdate(let f), _):
+                    switch deny.insert(dev: Sys.kernelDev(f.dev), ino: f.ino, generation: f.generation) {
                     case .added: loop.denyEntries &+= 1
                     case .present: break
-                    case .full: roomLog(name, "deny table: no free slot for \(dev):\(ino)")
+                    case .full: roomLog(name, "deny table: no free slot for \(f.dev):\(f.ino)")
                     }
+                case (.denyRemove(let f), _):
+                    if deny.remove(dev: Sys.kernelDev(f.dev), ino: f.ino) { loop.denyEntries &-= 1 }
                 case (let m, let fd):
                     if fd >= 0 { Sys.close(fd) }
                     roomFail(name, "\(m.type) is in the manifest but not handled", code: 1)

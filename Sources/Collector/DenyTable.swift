@@ -17,20 +17,30 @@ public struct DenyTable {
 
     public enum InsertResult: Equatable { case added, present, full }
 
-    /// Adds (kernel dev, inode); `.full` when its probe run has no free slot.
-    public func insert(dev: UInt32, ino: UInt64) -> InsertResult {
+    /// Adds (kernel dev, inode[, generation]); `.full` when its probe run has no free slot.
+    /// An entry for the same inode with another generation is replaced (the number was reused).
+    public func insert(dev: UInt32, ino: UInt64, generation: UInt32? = nil) -> InsertResult {
         let start = Int(mdatp_deny_hash(ino, dev))
         var free: Int?
         for p in 0..<DenyTable.probes {
             let i = (start + p) & (DenyTable.capacity - 1)
             let s = state(i)
-            if s == MDATP_DENY_VALID && slots[i].ino == ino && slots[i].dev == dev { return .present }
+            if s == MDATP_DENY_VALID && slots[i].ino == ino && slots[i].dev == dev {
+                let same = generation.map { slots[i].flags & MDATP_DENY_HAS_GENERATION != 0 && slots[i].generation == $0 }
+                    ?? (slots[i].flags & MDATP_DENY_HAS_GENERATION == 0)
+                if same { return .present }
+                setState(i, MDATP_DENY_REMOVED) // a stale identity for this inode number
+                if free == nil { free = i }
+                continue
+            }
             if (s == MDATP_DENY_EMPTY || s == MDATP_DENY_REMOVED) && free == nil { free = i }
             if s == MDATP_DENY_EMPTY { break }
         }
         guard let i = free else { return .full }
         slots[i].ino = ino
         slots[i].dev = dev
+        slots[i].generation = generation ?? 0
+        slots[i].flags = generation == nil ? 0 : MDATP_DENY_HAS_GENERATION
         setState(i, MDATP_DENY_VALID)
         return .added
     }

@@ -249,6 +249,12 @@ public enum Sys {
         return st
     }
 
+    /// The inode's generation (FS_IOC_GETVERSION), nil where the filesystem keeps none (tmpfs, …).
+    public static func inodeGeneration(_ fd: Int32) -> UInt32? {
+        var g: UInt32 = 0
+        return mdatp_inode_generation(fd, &g) == 0 ? g : nil
+    }
+
     /// glibc's st_dev encoding -> the kernel's internal dev_t (major << 20 | minor),
     /// the form kernel events and BPF maps carry.
     public static func kernelDev(_ d: UInt64) -> UInt32 {

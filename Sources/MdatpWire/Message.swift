@@ -21,6 +21,7 @@ public enum MessageType: UInt16, CaseIterable, Sendable {
     case loadDefinitions = 21   // watchdog -> scanner: verify and switch to the package at this path
     case definitionsResult = 22 // scanner -> watchdog: 0 and the version now in use, or an errno and why
     case importDefinitions = 23 // watchdog -> scanner: add the admin's source staged at this path to the set in use
+    case denyRemove = 24        // watchdog -> collector: take this identity out of the kernel deny table
 
     /// Allowed payload length range.
     public var lengths: ClosedRange<Int> {
@@ -33,7 +34,7 @@ public enum MessageType: UInt16, CaseIterable, Sendable {
         case .openResult: return 4...4
         case .quarantine: return 20...(20 + Message.maxThreatNameBytes + Message.maxPathBytes)
         case .quarantineResult: return 36...36
-        case .denyExecutable, .denyUpdate: return 16...16
+        case .denyExecutable, .denyUpdate, .denyRemove: return 24...24
         case .denyResult, .execBlocking: return 4...4
         case .loadDefinitions, .importDefinitions: return 2...Message.maxPathBytes
         case .definitionsResult: return 12...(12 + 512)
@@ -74,9 +75,10 @@ public enum Message: Equatable, Sendable {
     /// 0 and the id (32 hex digits), else an errno.
     case quarantineResult(status: Int32, id: String)
     /// A file identity (st_dev as stat(2) gives it, inode).
-    case denyExecutable(dev: UInt64, ino: UInt64)
+    case denyExecutable(FileIdentity)
     case denyResult(status: Int32)
-    case denyUpdate(dev: UInt64, ino: UInt64)
+    case denyUpdate(FileIdentity)
+    case denyRemove(FileIdentity)
     case execBlocking(enabled: Bool)
     case loadDefinitions(path: [UInt8])
     case importDefinitions(path: [UInt8])
@@ -104,6 +106,7 @@ public enum Message: Equatable, Sendable {
         case .denyExecutable: return .denyExecutable
         case .denyResult: return .denyResult
         case .denyUpdate: return .denyUpdate
+        case .denyRemove: return .denyRemove
         case .execBlocking: return .execBlocking
         case .loadDefinitions: return .loadDefinitions
         case .importDefinitions: return .importDefinitions
@@ -137,9 +140,11 @@ public enum Message: Equatable, Sendable {
             var b = Array(id.utf8.prefix(32))
             while b.count < 32 { b.append(0x30) }
             payload += b
-        case .denyExecutable(let dev, let ino), .denyUpdate(let dev, let ino):
-            payload.appendLE(dev)
-            payload.appendLE(ino)
+        case .denyExecutable(let f), .denyUpdate(let f), .denyRemove(let f):
+            payload.appendLE(f.dev)
+            payload.appendLE(f.ino)
+            payload.appendLE(f.generation ?? 0)
+            payload.appendLE(UInt32(f.generation == nil ? 0 : 1))
         case .denyResult(let status):
             payload.appendLE(UInt32(bitPattern: status))
         case .execBlocking(let on):
@@ -201,10 +206,12 @@ public enum Message: Equatable, Sendable {
             let id = payload[4...]
             guard id.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else { throw ProtocolViolation(reason: "quarantine id not hex") }
             return .quarantineResult(status: Int32(bitPattern: payload.readLE(UInt32.self, at: 0)), id: String(decoding: id, as: UTF8.self))
-        case .denyExecutable:
-            return .denyExecutable(dev: payload.readLE(UInt64.self, at: 0), ino: payload.readLE(UInt64.self, at: 8))
-        case .denyUpdate:
-            return .denyUpdate(dev: payload.readLE(UInt64.self, at: 0), ino: payload.readLE(UInt64.self, at: 8))
+        case .denyExecutable, .denyUpdate, .denyRemove:
+            let flags = payload.readLE(UInt32.self, at: 20)
+            guard flags <= 1 else { throw ProtocolViolation(reason: "deny identity flags \(flags)") }
+            let f = FileIdentity(dev: payload.readLE(UInt64.self, at: 0), ino: payload.readLE(UInt64.self, at: 8),
+                                 generation: flags == 1 ? payload.readLE(UInt32.self, at: 16) : nil)
+            return type == .denyExecutable ? .denyExecutable(f) : type == .denyUpdate ? .denyUpdate(f) : .denyRemove(f)
         case .denyResult:
             return .denyResult(status: Int32(bitPattern: payload.readLE(UInt32.self, at: 0)))
         case .loadDefinitions:
@@ -310,5 +317,19 @@ extension Array where Element == UInt8 {
             v = v << 8 | T(truncatingIfNeeded: self[off + i])
         }
         return v
+    }
+}
+
+/// A file as the deny table knows it: device (glibc's st_dev), inode, and the
+/// inode's generation where its filesystem reports one (FS_IOC_GETVERSION).
+public struct FileIdentity: Equatable, Hashable, Sendable {
+    public let dev: UInt64
+    public let ino: UInt64
+    public let generation: UInt32?
+
+    public init(dev: UInt64, ino: UInt64, generation: UInt32?) {
+        self.dev = dev
+        self.ino = ino
+        self.generation = generation
     }
 }

@@ -215,7 +215,7 @@ final class ScannerLoop {
         var quarantineId = ""
         if decision == .block, let st {
             // First stop it at exec (other names of the inode included), then move it.
-            deny(dev: UInt64(st.st_dev), ino: UInt64(st.st_ino))
+            deny(FileIdentity(dev: UInt64(st.st_dev), ino: UInt64(st.st_ino), generation: Sys.inodeGeneration(fd)))
             (action, quarantineId) = quarantine(path: path, dev: UInt64(st.st_dev), ino: UInt64(st.st_ino), threat: d.name)
         }
         if blockedAtExec { action = "blocked_at_exec" + (action == "quarantined" ? ", quarantined" : "") }
@@ -231,9 +231,9 @@ final class ScannerLoop {
 
     /// Asks the watchdog to have the kernel stop this file at exec (best effort:
     /// refused when blocking is off).
-    func deny(dev: UInt64, ino: UInt64) {
+    func deny(_ file: FileIdentity) {
         do throws(Errno) {
-            switch try ask(.denyExecutable(dev: dev, ino: ino)) {
+            switch try ask(.denyExecutable(file)) {
             case (.denyResult, _): return
             case (_, let fd): unexpected(fd)
             }

@@ -67,14 +67,20 @@ extension Watchdog {
         }
     }
 
-    func denyExecutable(dev: UInt64, ino: UInt64) -> Int32 {
+    func denyExecutable(_ f: FileIdentity) -> Int32 {
         guard config.execBlockingActive else { return ENOTSUP }
-        if let exe = suiteProgram(dev: dev, ino: ino) {
+        if let exe = suiteProgram(dev: f.dev, ino: f.ino) {
             log("refused to deny the suite's own \(exe)")
             return EPERM
         }
+        // Kept first: a collector that is restarting gets it when it is ready.
+        let gone = denyList.add(f)
+        saveDenyList()
         guard case .running = collector.supervision.state, let ch = collector.channel else { return EAGAIN }
-        do throws(Errno) { try ch.send(.denyUpdate(dev: dev, ino: ino)) } catch { return error.code }
+        do throws(Errno) {
+            for old in gone { try ch.send(.denyRemove(old)) }
+            try ch.send(.denyUpdate(f))
+        } catch { return error.code }
         return 0
     }
 
@@ -99,8 +105,8 @@ extension Watchdog {
                 reply = .quarantineResult(status: error.code, id: "")
             }
             try? ch.send(reply)
-        case .message(.denyExecutable(let dev, let ino), _)? where slot.manifest.sends.contains(.denyExecutable):
-            try? ch.send(.denyResult(status: denyExecutable(dev: dev, ino: ino)))
+        case .message(.denyExecutable(let f), _)? where slot.manifest.sends.contains(.denyExecutable):
+            try? ch.send(.denyResult(status: denyExecutable(f)))
         case .closed?, nil:
             Sys.close(ch.fd)
             slot.requests = nil

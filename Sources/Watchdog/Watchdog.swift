@@ -59,6 +59,7 @@ public final class Watchdog {
     var shuttingDown = false
     let quarantine: QuarantineStore
     var pendingUpdate: PendingUpdate?
+    var denyList = DenyList()
 
     init(paths: SuitePaths, config: SuiteConfig, account: Account, binDir: String, signals: Int32) {
         self.signals = signals
@@ -84,6 +85,7 @@ public final class Watchdog {
         try Sys.chmod(paths.edrDir, 0o750)
         try quarantine.prepare()
         try prepareDefinitions()
+        loadDenyList()
         for dir in [paths.scannerDir] {
             try Sys.mkdirExisting(dir, 0o750)
             try Sys.lchown(dir, account.uid, account.gid)
@@ -338,6 +340,7 @@ public final class Watchdog {
         case .message(.ready, _)?:
             feed(slot, .ready(now: now))
             log("\(slot.manifest.name) ready")
+            if slot === collector { replayDenyList() }
         case .message(.heartbeat(let h), _)? where slot.manifest.sends.contains(.heartbeat):
             slot.heartbeat = h
             slot.lastHeartbeatAt = now

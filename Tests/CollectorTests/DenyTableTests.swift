@@ -11,13 +11,13 @@ final class DenyTableTests: XCTestCase {
     }
 
     /// The kernel's lookup, written again from the ABI's rules.
-    func kernelFinds(_ slots: UnsafeMutablePointer<mdatp_deny_entry>, dev: UInt32, ino: UInt64) -> Bool {
+    func kernelFinds(_ slots: UnsafeMutablePointer<mdatp_deny_entry>, dev: UInt32, ino: UInt64, generation: UInt32 = 0) -> Bool {
         let start = Int(mdatp_deny_hash(ino, dev))
         for p in 0..<Int(MDATP_DENY_PROBES) {
             let e = slots[(start + p) & (DenyTable.capacity - 1)]
             if e.state == MDATP_DENY_EMPTY { return false }
             if e.state == MDATP_DENY_VALID {
-                if e.ino == ino && e.dev == dev { return true }
+                if e.ino == ino && e.dev == dev && (e.flags & MDATP_DENY_HAS_GENERATION == 0 || e.generation == generation) { return true }
                 continue
             }
             if e.state != MDATP_DENY_REMOVED { return false } // corrupt: fail open
@@ -34,6 +34,23 @@ final class DenyTableTests: XCTestCase {
             XCTAssertTrue(t.remove(dev: 254 << 20, ino: 42))
             XCTAssertFalse(kernelFinds(slots, dev: 254 << 20, ino: 42))
             XCTAssertEqual(t.count, 0)
+        }
+    }
+
+    func testAReusedInodeNumberIsNotDenied() {
+        withTable { t, slots in
+            XCTAssertEqual(t.insert(dev: 8 << 20, ino: 77, generation: 1234), .added)
+            XCTAssertTrue(kernelFinds(slots, dev: 8 << 20, ino: 77, generation: 1234))
+            XCTAssertFalse(kernelFinds(slots, dev: 8 << 20, ino: 77, generation: 999), "same number, another file")
+            XCTAssertEqual(t.insert(dev: 8 << 20, ino: 77, generation: 1234), .present)
+            // The number is denied again for a new file: the old identity is replaced, not doubled.
+            XCTAssertEqual(t.insert(dev: 8 << 20, ino: 77, generation: 999), .added)
+            XCTAssertTrue(kernelFinds(slots, dev: 8 << 20, ino: 77, generation: 999))
+            XCTAssertFalse(kernelFinds(slots, dev: 8 << 20, ino: 77, generation: 1234))
+            XCTAssertEqual(t.count, 1)
+            // A filesystem without generations: the number alone.
+            XCTAssertEqual(t.insert(dev: 9 << 20, ino: 5), .added)
+            XCTAssertTrue(kernelFinds(slots, dev: 9 << 20, ino: 5, generation: 42))
         }
     }
 

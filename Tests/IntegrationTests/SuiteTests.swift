@@ -835,11 +835,12 @@ final class ExecBlockingTests: XCTestCase {
 
         let dir = try makeTempDir("mdatp-drop")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let first = dir + "/dropper", second = dir + "/dropper-link"
+        let first = dir + "/dropper", second = dir + "/dropper-link", third = dir + "/dropper-third"
         let fd = open(first, O_WRONLY | O_CREAT | O_EXCL, 0o755)
         XCTAssertGreaterThanOrEqual(fd, 0)
         _ = dropper.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         XCTAssertEqual(link(first, second), 0)
+        XCTAssertEqual(link(first, third), 0)
         close(fd)
         // Written: detected, denied in the kernel, quarantined (the first name).
         try s.waitForThreat(path: first) { $0["action"]?.string == "quarantined" }
@@ -866,6 +867,21 @@ final class ExecBlockingTests: XCTestCase {
         try ok.run()
         ok.waitUntilExit()
         XCTAssertEqual(ok.terminationStatus, 0)
+
+        // The deny list outlives the collector: a new one is given it when ready
+        // (the third name of the inode, which nothing has run or moved yet).
+        let oldCollector = s.room("collector", in: s.status())?["pid"]?.int ?? 0
+        XCTAssertEqual(kill(pid_t(oldCollector), SIGKILL), 0)
+        try s.waitUntil("collector restarted", timeout: 90) { st in
+            let r = s.room("collector", in: st)
+            return r?["state"]?.string == "running" && (r?["pid"]?.int ?? 0) != oldCollector
+        }
+        let again = Process()
+        again.executableURL = URL(fileURLWithPath: third)
+        try again.run()
+        again.waitUntilExit()
+        XCTAssertEqual(again.terminationReason, .uncaughtSignal, s.tailOfLog())
+        XCTAssertEqual(again.terminationStatus, SIGKILL)
 
         // The suite's own program matches a signature: reported, but neither denied nor moved.
         let r = try s.cli(["scan", "custom", "--path", edrPath, "--output", "json"])

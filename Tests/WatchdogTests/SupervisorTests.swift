@@ -1,4 +1,5 @@
 import MdatpConfig
+import MdatpWire
 @testable import Watchdog
 import XCTest
 
@@ -230,5 +231,28 @@ final class SupervisorTests: XCTestCase {
         s = s3.transition(s, .died(.exited(1), now: 0.01)).0
         guard case .backoff(let until) = s.state else { return XCTFail() }
         XCTAssertGreaterThanOrEqual(until, 3)
+    }
+}
+
+final class DenyListTests: XCTestCase {
+    func id(_ ino: UInt64, _ gen: UInt32? = 1) -> FileIdentity { FileIdentity(dev: 0x801, ino: ino, generation: gen) }
+
+    func testAReusedInodeReplacesTheOldIdentityAndTheOldestGoesFirst() {
+        var l = DenyList()
+        XCTAssertEqual(l.add(id(1)), [])
+        XCTAssertEqual(l.add(id(1)), [], "the same identity again")
+        XCTAssertEqual(l.add(id(1, 2)), [id(1)], "the number reused by another file")
+        XCTAssertEqual(l.entries, [id(1, 2)])
+        for i in 2...UInt64(DenyList.capacity) { _ = l.add(id(i)) }
+        XCTAssertEqual(l.entries.count, DenyList.capacity)
+        XCTAssertEqual(l.add(id(99_999)), [id(1, 2)], "full: the oldest is taken out of the kernel")
+    }
+
+    func testItSurvivesARoundTripAndDropsMalformedLines() {
+        var l = DenyList()
+        _ = l.add(id(5, 77))
+        _ = l.add(id(6, nil))
+        let text = l.serialized() + Array("garbage\n1 2 x\n9 10 -\n".utf8)
+        XCTAssertEqual(DenyList.parse(text).entries, [id(5, 77), id(6, nil), FileIdentity(dev: 9, ino: 10, generation: nil)])
     }
 }

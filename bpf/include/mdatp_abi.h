@@ -202,10 +202,16 @@ struct mdatp_sensitive_event {
 #define MDATP_DENY_VALID 0xB10C5AFEu
 #define MDATP_DENY_REMOVED 0x0DEAD0FFu
 
+#define MDATP_DENY_HAS_GENERATION 1u /* compare the inode's i_generation too */
+
 struct mdatp_deny_entry {
 	__u64 ino;
 	__u32 dev;   /* kernel dev_t */
 	__u32 state; /* written last (release) by the collector */
+	/* The inode's i_generation where its filesystem tells it (ext4, xfs, btrfs…):
+	 * an inode number freed and reused for another file is then not denied. */
+	__u32 generation;
+	__u32 flags; /* MDATP_DENY_HAS_GENERATION */
 };
 
 static inline __u32 mdatp_deny_hash(__u64 ino, __u32 dev)
@@ -246,7 +252,8 @@ _Static_assert(sizeof(struct mdatp_file_event) == 96, "file layout");
 _Static_assert(sizeof(struct mdatp_net_event) == 112, "net layout");
 _Static_assert(sizeof(struct mdatp_sensitive_event) == 136, "sensitive layout");
 _Static_assert(sizeof(struct mdatp_kernel_counters) == 112, "counters layout");
-_Static_assert(sizeof(struct mdatp_deny_entry) == 16, "deny entry layout");
+_Static_assert(sizeof(struct mdatp_deny_entry) == 24 && __builtin_offsetof(struct mdatp_deny_entry, state) == 12 &&
+	       __builtin_offsetof(struct mdatp_deny_entry, generation) == 16, "deny entry layout");
 _Static_assert(sizeof(struct mdatp_prefix_key) == 260, "prefix key layout");
 _Static_assert(sizeof(struct mdatp_exe_key) == 16, "exe key layout");
 _Static_assert(__builtin_offsetof(struct mdatp_exec_event, argc) == 120, "exec argc");

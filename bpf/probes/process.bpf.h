@@ -4,6 +4,7 @@ struct deny_ctx {
 	__u64 ino;
 	__u32 dev;
 	__u32 slot;
+	__u32 generation;
 	int found;
 };
 
@@ -15,7 +16,8 @@ static long deny_probe(__u32 i, void *data)
 	if (state == MDATP_DENY_EMPTY)
 		return 1;
 	if (state == MDATP_DENY_VALID) {
-		if (deny_table[idx].ino == c->ino && deny_table[idx].dev == c->dev) {
+		if (deny_table[idx].ino == c->ino && deny_table[idx].dev == c->dev &&
+		    (!(deny_table[idx].flags & MDATP_DENY_HAS_GENERATION) || deny_table[idx].generation == c->generation)) {
 			c->found = 1;
 			return 1;
 		}
@@ -29,13 +31,13 @@ static long deny_probe(__u32 i, void *data)
 }
 
 /* Is this executable denied? Never for the suite's own processes. */
-static __always_inline bool exec_denied(__u64 ino, __u32 dev, __u32 tgid)
+static __always_inline bool exec_denied(__u64 ino, __u32 dev, __u32 generation, __u32 tgid)
 {
 	if (!exec_blocking)
 		return false;
 	if (bpf_map_lookup_elem(&suite_tgids, &tgid))
 		return false;
-	struct deny_ctx c = { .ino = ino, .dev = dev, .slot = mdatp_deny_hash(ino, dev), .found = 0 };
+	struct deny_ctx c = { .ino = ino, .dev = dev, .slot = mdatp_deny_hash(ino, dev), .generation = generation, .found = 0 };
 	bpf_loop(MDATP_DENY_PROBES, deny_probe, &c, 0);
 	return c.found;
 }
@@ -73,7 +75,7 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 	if (e->exe_mode & S_ISGID)
 		e->h.flags |= MDATP_F_SETGID_EXEC;
 
-	if (exec_denied(e->exe_ino, e->exe_dev, e->h.tgid)) {
+	if (exec_denied(e->exe_ino, e->exe_dev, BPF_CORE_READ(ino, i_generation), e->h.tgid)) {
 		bpf_send_signal(9);
 		e->h.flags |= MDATP_F_EXEC_BLOCKED;
 		__sync_fetch_and_add(&counters.exec_blocked, 1);

@@ -57,6 +57,10 @@ int mdatp_landlock_restrict(const char *const *ro, size_t nro, const char *const
  * in *bad_index. */
 /* In a seccomp allow-list: threads (clone with CLONE_THREAD; clone3 -> ENOSYS), never processes. */
 #define MDATP_SECCOMP_THREADS "clone(threads)"
+/* In a seccomp allow-list: ioctl(FS_IOC_GETVERSION) and no other ioctl. */
+#define MDATP_SECCOMP_GETVERSION "ioctl(FS_IOC_GETVERSION)"
+/* The inode's i_generation (FS_IOC_GETVERSION); -errno where the filesystem has none. */
+int mdatp_inode_generation(int fd, unsigned *generation);
 int mdatp_seccomp_allow(const char *const *names, size_t n, int log_only, size_t *bad_index);
 /* A syscall no room allows: personality(0xffffffff) only queries, so it is
  * harmless where no filter is installed. */

@@ -24,7 +24,7 @@ extension Rooms {
     ],
     peers: ["watchdog", "every consumer room (through its ring)"],
     sends: [.ready, .heartbeat, .collectorInfo],
-    receives: [.shutdown, .selftestForbidden, .denyUpdate, .execBlocking],
+    receives: [.shutdown, .selftestForbidden, .denyUpdate, .denyRemove, .execBlocking],
     heartbeatCounters: [
         "kernel_process_ring_seq", "kernel_activity_ring_seq",
         "kernel_emitted_process", "kernel_emitted_file", "kernel_emitted_network", "kernel_emitted_sensitive",

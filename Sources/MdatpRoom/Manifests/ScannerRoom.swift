@@ -17,6 +17,8 @@ extension Rooms {
         syscalls: baseSyscalls + sqliteSyscalls + clientReplySyscalls + threadSyscalls + [
             // directory listings of descriptors the watchdog opened
             "getdents64", "dup",
+            // the inode generation of a file to deny at exec (that ioctl only)
+            "ioctl(FS_IOC_GETVERSION)",
         ],
         readOnlyPaths: { p in ["/dev/urandom", p.definitionsDir] },
         readWritePaths: { p in [p.scannerDir] },

@@ -13,7 +13,15 @@ func printThreats(_ threats: [JSON]) {
 }
 
 func runScan(_ request: JSON, json: Bool) throws {
-    let r = try SuiteClient.request(request, timeoutSeconds: 0)
+    // Progress on a terminal only, on stderr: stdout stays the result.
+    let live = isatty(2) == 1 && !json
+    let r = try SuiteClient.requestStreaming(request) { p in
+        guard live else { return }
+        let path = p["path"]?.string ?? ""
+        let shown = path.count > 60 ? "…" + path.suffix(59) : path
+        fputs("\r\u{1b}[KScanning: \(p["scanned"]?.int ?? 0) files, \(p["threats"]?.int ?? 0) threat(s), \(Int(p["seconds"]?.number ?? 0)) s  \(shown)", stderr)
+    }
+    if live { fputs("\r\u{1b}[K", stderr) }
     if json {
         print(r.serialized(pretty: true))
         return

@@ -112,6 +112,45 @@ enum SuiteClient {
         return json
     }
 
+    /// A request answered by progress lines (`{"progress":{…}}`, each handed to
+    /// `progress`) and then one reply line.
+    static func requestStreaming(_ req: JSON, progress: (JSON) -> Void) throws -> JSON {
+        let p = paths()
+        let fd: Int32
+        do { fd = try Sys.connectUnix(p.socket) } catch {
+            throw CLIFailure(message: "the suite is not running (no socket at \(p.socket)): start it with `make run`", code: CLIExit.notRunning)
+        }
+        defer { Sys.close(fd) }
+        try Sys.writeAll(fd, Array((req.serialized() + "\n").utf8))
+        Sys.shutdownWrite(fd)
+        var pending: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        var limits = JSONLimits()
+        limits.maxBytes = 256 << 20
+        limits.maxItems = 50_000_000
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n > 0 { pending += chunk[0..<n] }
+            guard pending.count <= 256 << 20 else { throw CLIFailure(message: "the suite sent a reply too large", code: CLIExit.refused) }
+            // Every complete line but a final reply is progress.
+            while let nl = pending.firstIndex(of: 0x0a) {
+                let line = Array(pending[..<nl])
+                pending.removeSubrange(...nl)
+                guard let json = try? JSON.parse(line, limits: limits) else {
+                    throw CLIFailure(message: "the suite sent an unreadable reply", code: CLIExit.notRunning)
+                }
+                if let pr = json["progress"] { progress(pr); continue }
+                if let err = json["error"]?.string {
+                    let code = json["code"]?.string
+                    throw CLIFailure(message: err, code: code == "usage" ? CLIExit.usage : code == "unavailable" ? CLIExit.notRunning : CLIExit.refused)
+                }
+                return json
+            }
+            if n <= 0 { throw CLIFailure(message: "the suite closed the connection before the scan ended", code: CLIExit.notRunning) }
+        }
+    }
+
     /// The status file, if fresh; else nil.
     static func status() throws -> JSON {
         let p = paths()

@@ -107,6 +107,13 @@ extension Sys {
     }
 
     /// shutdown(SHUT_WR): tells a stream peer the request is complete.
+    /// Sends what fits now and never waits (MSG_DONTWAIT): a reader that stalls
+    /// loses the message, the sender does not stall. True when all of it went.
+    @discardableResult
+    public static func sendNow(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL)) } == bytes.count
+    }
+
     public static func shutdownWrite(_ fd: Int32) {
         _ = Glibc.shutdown(fd, Int32(SHUT_WR))
     }

@@ -47,6 +47,8 @@ final class OnDemandScan {
     var kind = "custom"
     var rootPath = ""
     var cancelled = false
+    var lastPath: [UInt8] = []
+    var progressAt = Sys.monotonicSeconds()
     let started = Sys.monotonicSeconds()
     let startedUnix = Int64(Sys.realtimeSeconds())
     // Paths waiting to be walked: bounded (each is up to 4 KiB), the excess is counted as skipped.
@@ -338,6 +340,7 @@ final class ScannerLoop {
         if j.cancelled { j.stack.removeAll() }
         while n < budget, pool?.hasRoom ?? true, let path = j.stack.popLast() {
             n += 1
+            j.lastPath = path
             if !j.ignoreExclusions && exclusions.excludes(path: String(decoding: path, as: UTF8.self)) {
                 j.skipped += 1
                 continue
@@ -363,6 +366,7 @@ final class ScannerLoop {
                 Sys.close(fd)
             }
         }
+        reportProgress(j)
         // Nothing more to hand out now: wait a little for the workers.
         if let pool, !(j.stack.isEmpty ? pool.busy == 0 : pool.hasRoom) {
             collect(pool.takeDone(waitMs: 20), into: j)
@@ -382,6 +386,19 @@ final class ScannerLoop {
         Sys.close(j.client)
         job = nil
         return true
+    }
+
+    /// Once a second, a progress line to the client (dropped if it is not reading).
+    func reportProgress(_ j: OnDemandScan) {
+        let now = Sys.monotonicSeconds()
+        guard now - j.progressAt >= 1 else { return }
+        j.progressAt = now
+        let p = JSON.object([("progress", .object([
+            ("scanned", JSON(j.scanned)), ("cache_hits", JSON(j.cacheHits)), ("skipped", JSON(j.skipped)), ("errors", JSON(j.errors)),
+            ("threats", JSON(j.threats.count)), ("pending", JSON(j.stack.count)), ("seconds", .number(now - j.started)),
+            ("path", .string(String(decoding: j.lastPath.prefix(512), as: UTF8.self))),
+        ]))])
+        Sys.sendNow(j.client, Array((p.serialized() + "\n").utf8))
     }
 
     /// Verdicts from the workers: cached, recorded, acted on (here: the request channel is ours).

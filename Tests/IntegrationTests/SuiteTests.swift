@@ -3,6 +3,7 @@
 // EDR store through the CLI, field by field.
 import Foundation
 import Glibc
+import MdatpConfig
 import MdatpJSON
 import MdatpRoom
 import MdatpSystem
@@ -275,6 +276,22 @@ final class SuiteTests: XCTestCase {
             XCTAssertGreaterThan((r["scanned"]?.int ?? 0) + (r["skipped"]?.int ?? 0), 0, "\(kind) had started")
         }
         XCTAssertEqual(try JSON.parse(try s.cli(["scan", "cancel", "--output", "json"]).out)["cancelled"]?.bool, false, "nothing left running")
+        // While a scan runs its client gets a progress line a second, then the summary.
+        let fd = try Sys.connectUnix(SuitePaths(prefix: s.prefix).socket)
+        defer { Sys.close(fd) }
+        try Sys.writeAll(fd, Array(#"{"verb":"scan","kind":"full"}"#.utf8) + [10])
+        Sys.shutdownWrite(fd)
+        Sys.setTimeouts(fd, seconds: 20)
+        var got = [UInt8](), chunk = [UInt8](repeating: 0, count: 4096)
+        while !got.contains(0x0a) {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            guard n > 0 else { break }
+            got += chunk[0..<n]
+        }
+        let first = try JSON.parse(Array(got.prefix { $0 != 0x0a }))
+        XCTAssertNotNil(first["progress"]?["scanned"]?.int, first.serialized())
+        XCTAssertTrue(first["progress"]?["path"]?.string?.hasPrefix("/") ?? false, first.serialized())
+        XCTAssertEqual(try s.cli(["scan", "cancel"]).code, 0)
         let list = try JSON.parse(try s.cli(["scan", "list", "--output", "json"]).out)
         XCTAssertEqual(list["scans"]?.array?.prefix(2).compactMap { $0["kind"]?.string }, ["full", "quick"])
     }

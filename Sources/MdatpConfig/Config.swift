@@ -50,6 +50,23 @@ public struct SensorConfig: Equatable, Sendable {
     public init() {}
 }
 
+/// Defender's scheduled scans (`features.scheduledScan` and the `scheduledScan`
+/// section): a quick scan every `dailyInterval` hours from `dailyTimeOfDay`
+/// (minutes after local midnight; interval 0 = none), and a weekly scan of
+/// `weeklyScanType` on `weeklyDayOfWeek` (0 every day, 1 Sunday … 7 Saturday,
+/// 8 never) at `weeklyTimeOfDay`.
+public struct ScheduledScanConfig: Equatable, Sendable {
+    public var enabled = false
+    public var ignoreExclusions = false
+    public var lowPriority = true
+    public var dailyTimeOfDay = 60
+    public var dailyInterval = 0
+    public var weeklyDayOfWeek = 8
+    public var weeklyTimeOfDay = 60
+    public var weeklyScanType = "quick"
+    public init() {}
+}
+
 public struct SuiteConfig: Equatable, Sendable {
     public var enforcementLevel = "passive"
     public var behaviorMonitoring = "disabled"
@@ -70,6 +87,7 @@ public struct SuiteConfig: Equatable, Sendable {
     public var edrGroupIds = ""
     public var edrTags: [String] = []
     public var sensor = SensorConfig()
+    public var scheduledScan = ScheduledScanConfig()
     /// Dotted keys whose value came from the managed file ("[managed]" in health).
     public var managedKeys: Set<String> = []
     public init() {}
@@ -146,11 +164,11 @@ public struct ParsedConfig: Sendable {
                     exclusions += try Schema.exclusions(value, file: file, key: dotted, defaultScopes: section == "antivirusEngine" ? [.epp] : [.global])
                     continue
                 }
-                if section == "sensor", key == "restart" {
+                if let nested = Schema.nested[dotted] {
                     guard let r = value.members else { throw ConfigError(file: file, key: dotted, reason: "must be an object") }
                     for (rk, rv) in r {
                         let rd = dotted + "." + rk
-                        guard let check = Schema.restartKeys[rk] else { throw ConfigError(file: file, key: rd, reason: "unknown key") }
+                        guard let check = nested[rk] else { throw ConfigError(file: file, key: rd, reason: "unknown key (known: \(nested.keys.sorted().joined(separator: ", ")))") }
                         if let why = check(rv) { throw ConfigError(file: file, key: rd, reason: why) }
                         values.append((rd, rv))
                     }
@@ -242,6 +260,11 @@ enum Schema {
         ],
         "features": [
             "ebpfSupplementaryEventProvider": enabledDisabled,
+            "scheduledScan": enabledDisabled,
+        ],
+        "scheduledScan": [
+            "ignoreExclusions": bool,
+            "lowPriorityScheduledScan": bool,
         ],
         "cloudService": [
             "enabled": bool,
@@ -261,6 +284,20 @@ enum Schema {
             "storeMaxAgeHours": int(1...(24 * 365)),
             "seccompLogOnly": bool,
             "allowSandboxSelftest": bool,
+        ],
+    ]
+
+    /// Objects inside a section, by dotted name.
+    static let nested: [String: [String: Check]] = [
+        "sensor.restart": restartKeys,
+        "scheduledScan.dailyConfiguration": [
+            "timeOfDay": int(0...1439),
+            "interval": oneOf(["0", "1", "2", "3", "4", "6", "8", "12", "24"]),
+        ],
+        "scheduledScan.weeklyConfiguration": [
+            "dayOfWeek": int(0...8),
+            "timeOfDay": int(0...1439),
+            "scanType": oneOf(["quick", "full"]),
         ],
     ]
 
@@ -341,6 +378,14 @@ extension SuiteConfig {
         case "antivirusEngine.kernelExecBlocking": kernelExecBlocking = v.string!
         case "antivirusEngine.offlineDefinitionUpdateUrl": offlineDefinitionUpdateUrl = v.string!
         case "features.ebpfSupplementaryEventProvider": ebpfSupplementaryEventProvider = v.string!
+        case "features.scheduledScan": scheduledScan.enabled = v.string! == "enabled"
+        case "scheduledScan.ignoreExclusions": scheduledScan.ignoreExclusions = v.bool!
+        case "scheduledScan.lowPriorityScheduledScan": scheduledScan.lowPriority = v.bool!
+        case "scheduledScan.dailyConfiguration.timeOfDay": scheduledScan.dailyTimeOfDay = v.int!
+        case "scheduledScan.dailyConfiguration.interval": scheduledScan.dailyInterval = Int(v.string!)!
+        case "scheduledScan.weeklyConfiguration.dayOfWeek": scheduledScan.weeklyDayOfWeek = v.int!
+        case "scheduledScan.weeklyConfiguration.timeOfDay": scheduledScan.weeklyTimeOfDay = v.int!
+        case "scheduledScan.weeklyConfiguration.scanType": scheduledScan.weeklyScanType = v.string!
         case "cloudService.enabled": cloudEnabled = v.bool!
         case "cloudService.automaticDefinitionUpdateEnabled": automaticDefinitionUpdateEnabled = v.bool!
         case "edr.groupIds": edrGroupIds = v.string!

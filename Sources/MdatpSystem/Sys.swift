@@ -512,6 +512,14 @@ public enum Sys {
     public static func monotonicSeconds() -> Double { Double(clockNs(CLOCK_MONOTONIC)) / 1e9 }
     public static func realtimeSeconds() -> Double { Double(clockNs(CLOCK_REALTIME)) / 1e9 }
 
+    /// The local time zone's offset from UTC at `unix`, in seconds (localtime_r).
+    public static func utcOffset(at unix: Int64) -> Int64 {
+        var t = time_t(unix)
+        var tm = Glibc.tm()
+        guard localtime_r(&t, &tm) != nil else { return 0 }
+        return Int64(tm.tm_gmtoff)
+    }
+
     /// nanosleep(2).
     public static func sleep(seconds: Double) {
         var ts = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - Double(Int(seconds))) * 1e9))

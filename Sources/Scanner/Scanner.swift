@@ -47,6 +47,8 @@ final class OnDemandScan {
     var kind = "custom"
     var rootPath = ""
     var cancelled = false
+    /// Files handed to the workers at once (1: a low-priority scheduled scan).
+    var maxInFlight = Int.max
     var lastPath: [UInt8] = []
     var progressAt = Sys.monotonicSeconds()
     let started = Sys.monotonicSeconds()
@@ -338,7 +340,7 @@ final class ScannerLoop {
         collect(pool?.takeDone(waitMs: 0) ?? [], into: j)
         var n = 0
         if j.cancelled { j.stack.removeAll() }
-        while n < budget, pool?.hasRoom ?? true, let path = j.stack.popLast() {
+        while n < budget, pool?.hasRoom ?? true, (pool?.busy ?? 0) < j.maxInFlight, let path = j.stack.popLast() {
             n += 1
             j.lastPath = path
             if !j.ignoreExclusions && exclusions.excludes(path: String(decoding: path, as: UTF8.self)) {
@@ -368,7 +370,7 @@ final class ScannerLoop {
         }
         reportProgress(j)
         // Nothing more to hand out now: wait a little for the workers.
-        if let pool, !(j.stack.isEmpty ? pool.busy == 0 : pool.hasRoom) {
+        if let pool, !(j.stack.isEmpty ? pool.busy == 0 : pool.hasRoom && pool.busy < j.maxInFlight) {
             collect(pool.takeDone(waitMs: 20), into: j)
         }
         guard j.stack.isEmpty, (pool?.busy ?? 0) == 0 else { return false }
@@ -382,6 +384,9 @@ final class ScannerLoop {
             ("seconds", .number((Sys.monotonicSeconds() - j.started) * 1000 / 1000)),
             ("threats", .array(j.threats.map(\.json))),
         ])
+        if j.kind.hasPrefix("scheduled_") {
+            roomLog("scanner", "\(j.kind) scan \(state): \(j.scanned) scanned, \(j.threats.count) threat(s), \(j.errors) error(s)")
+        }
         try? Sys.writeAll(j.client, Array((summary.serialized() + "\n").utf8))
         Sys.close(j.client)
         job = nil
@@ -554,7 +559,11 @@ final class ScannerLoop {
             Sys.setTimeouts(fd, seconds: 10)
             job = OnDemandScan(client: fd, roots: roots)
             job?.ignoreExclusions = json["ignore_exclusions"]?.bool ?? false
-            job?.kind = kind
+            // Scheduled (by the watchdog, from the config): recorded as such; low priority scans one file at a time.
+            let scheduled = json["scheduled"]?.bool ?? false
+            job?.kind = scheduled ? "scheduled_" + kind : kind
+            if scheduled && (json["low_priority"]?.bool ?? true) { job?.maxInFlight = 1 }
+            if scheduled { roomLog("scanner", "scheduled \(kind) scan started") }
             job?.rootPath = json["path"]?.string ?? kind
             return true // keeps the socket
         case "scan_list":

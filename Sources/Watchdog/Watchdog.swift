@@ -60,6 +60,7 @@ public final class Watchdog {
     let quarantine: QuarantineStore
     var pendingUpdate: PendingUpdate?
     var denyList = DenyList()
+    var nextScheduledScan: ScheduledRun?
 
     init(paths: SuitePaths, config: SuiteConfig, account: Account, binDir: String, signals: Int32) {
         self.signals = signals
@@ -214,6 +215,7 @@ public final class Watchdog {
 
     public func run() -> Int32 {
         feed(collector, .start(now: Sys.monotonicSeconds()))
+        planScheduledScan()
         log("status: \(paths.statusFile)  events: mdatp events list  socket: \(paths.socket)")
         while true {
             let now = Sys.monotonicSeconds()
@@ -225,6 +227,7 @@ public final class Watchdog {
                 for r in rooms.dropFirst() where r.supervision.state == .idle { feed(r, .start(now: now)) }
             }
             for r in rooms { feed(r, .tick(now: now)) }
+            if !shuttingDown { runScheduledScanIfDue() }
             if now - lastStatusAt >= config.sensor.statusIntervalSeconds { writeStatus() }
             if shuttingDown && rooms.allSatisfy({ r in
                 switch r.supervision.state { case .stopped, .failed, .idle: return true; default: return false }
@@ -314,6 +317,7 @@ public final class Watchdog {
             config = c
             supervisor = Supervisor(policy: c.sensor.restart)
             log("configuration reloaded")
+            planScheduledScan()
             let now = Sys.monotonicSeconds()
             for r in rooms { feed(r, .reset(now: now)) }
             if collectorChanged, collector.supervision.state.pid != nil {

@@ -259,6 +259,35 @@ final class SuiteTests: XCTestCase {
         XCTAssertNotEqual(try s.cli(["definitions", "remove-import", "--name", "daily.cvd"]).code, 0, "already gone")
     }
 
+    func testAScheduledScanStartsAtItsTime() throws {
+        let s = try suite()
+        // Every day at the next whole minute (local time), low priority.
+        let now = Date()
+        let parts = Calendar.current.dateComponents([.hour, .minute, .second], from: now)
+        let minute = ((parts.hour ?? 0) * 60 + (parts.minute ?? 0) + ((parts.second ?? 0) < 50 ? 1 : 2)) % 1440
+        let config = SuiteTests.config.replacingOccurrences(of: #""enforcementLevel": "real_time"}"#, with:
+            #""enforcementLevel": "real_time"}, "features": {"scheduledScan": "enabled"}, "scheduledScan": {"lowPriorityScheduledScan": true, "weeklyConfiguration": {"dayOfWeek": 0, "timeOfDay": \#(minute), "scanType": "quick"}}"#)
+        XCTAssertNotEqual(config, SuiteTests.config)
+        try s.writeConfig(config)
+        kill(s.watchdogPid, SIGHUP)
+        defer {
+            try? s.writeConfig(SuiteTests.config)
+            kill(s.watchdogPid, SIGHUP)
+        }
+        // It runs at its minute; it is cancelled as soon as it is seen (a quick scan is long here).
+        let deadline = Date().addingTimeInterval(150)
+        var seen = false
+        while Date() < deadline && !seen {
+            seen = (try? JSON.parse(try s.cli(["scan", "cancel", "--output", "json"]).out))?["cancelled"]?.bool == true
+            if !seen { usleep(300_000) }
+        }
+        XCTAssertTrue(seen, "no scheduled scan started: " + s.tailOfLog())
+        try s.waitUntil("the scheduled scan is in the history", timeout: 30) { _ in
+            let list = try? JSON.parse(try s.cli(["scan", "list", "--output", "json"]).out)
+            return list?["scans"]?.array?.first?["kind"]?.string == "scheduled_quick"
+        }
+    }
+
     func testQuickAndFullScansRunAndCancel() throws {
         let s = try suite()
         // Both walk far more than a test may wait for on a developer's machine: each is

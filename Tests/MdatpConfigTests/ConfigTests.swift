@@ -128,3 +128,33 @@ final class JSONTests: XCTestCase {
         XCTAssertEqual(JSON.string("a\u{1b}b\n").serialized(), #""a\u001bb\n""#)
     }
 }
+
+final class ScheduledScanConfigTests: XCTestCase {
+    func parse(_ text: String) throws -> SuiteConfig {
+        try ConfigLoader.merge(local: try ConfigLoader.parseFile("mdatp.json", Array(text.utf8)), managed: try ConfigLoader.parseFile("managed", nil))
+    }
+
+    func testDefendersScheduledScanKeysLoad() throws {
+        let c = try parse(#"{"features": {"scheduledScan": "enabled"}, "scheduledScan": {"ignoreExclusions": true, "lowPriorityScheduledScan": false, "dailyConfiguration": {"timeOfDay": 120, "interval": "6"}, "weeklyConfiguration": {"dayOfWeek": 2, "timeOfDay": 90, "scanType": "full"}}}"#)
+        XCTAssertEqual(c.scheduledScan, {
+            var s = ScheduledScanConfig()
+            s.enabled = true; s.ignoreExclusions = true; s.lowPriority = false
+            s.dailyTimeOfDay = 120; s.dailyInterval = 6; s.weeklyDayOfWeek = 2; s.weeklyTimeOfDay = 90; s.weeklyScanType = "full"
+            return s
+        }())
+    }
+
+    func testBadScheduleValuesAreRefusedByKey() {
+        for (text, key) in [
+            (#"{"scheduledScan": {"dailyConfiguration": {"interval": "5"}}}"#, "scheduledScan.dailyConfiguration.interval"),
+            (#"{"scheduledScan": {"weeklyConfiguration": {"dayOfWeek": 9}}}"#, "scheduledScan.weeklyConfiguration.dayOfWeek"),
+            (#"{"scheduledScan": {"weeklyConfiguration": {"timeOfDay": 1440}}}"#, "scheduledScan.weeklyConfiguration.timeOfDay"),
+            (#"{"scheduledScan": {"weeklyConfiguration": {"scanType": "deep"}}}"#, "scheduledScan.weeklyConfiguration.scanType"),
+            (#"{"scheduledScan": {"monthly": {}}}"#, "scheduledScan.monthly"),
+            (#"{"features": {"scheduledScan": "yes"}}"#, "features.scheduledScan"),
+        ] {
+            XCTAssertThrowsError(try parse(text), text) { e in XCTAssertEqual((e as? ConfigError)?.key, key, "\(e)") }
+        }
+    }
+}
+

@@ -256,3 +256,51 @@ final class DenyListTests: XCTestCase {
         XCTAssertEqual(DenyList.parse(text).entries, [id(5, 77), id(6, nil), FileIdentity(dev: 9, ino: 10, generation: nil)])
     }
 }
+
+final class ScanScheduleTests: XCTestCase {
+    // 2026-11-29 is a Sunday; 10:30 UTC.
+    let sunday1030: Int64 = 1_795_948_200
+
+    func config(_ body: (inout ScheduledScanConfig) -> Void) -> ScheduledScanConfig {
+        var c = ScheduledScanConfig()
+        c.enabled = true
+        body(&c)
+        return c
+    }
+
+    func testNothingConfiguredOrDisabledMeansNoRun() {
+        XCTAssertNil(ScanSchedule.next(after: sunday1030, utcOffset: 0, config { _ in }))
+        XCTAssertNil(ScanSchedule.next(after: sunday1030, utcOffset: 0, config { $0.enabled = false; $0.weeklyDayOfWeek = 0 }))
+    }
+
+    func testDailyQuickScansEveryNHoursAlignedOnTheTimeOfDay() {
+        let c = config { $0.dailyInterval = 4; $0.dailyTimeOfDay = 60 } // 01:00, 05:00, 09:00, 13:00, …
+        let r = ScanSchedule.next(after: sunday1030, utcOffset: 0, c)
+        XCTAssertEqual(r, ScheduledRun(unix: sunday1030 + 9000, kind: "quick"))   // 13:00
+        let once = config { $0.dailyInterval = 24; $0.dailyTimeOfDay = 600 }                         // 10:00 each day
+        XCTAssertEqual(ScanSchedule.next(after: sunday1030, utcOffset: 0, once)?.unix, sunday1030 - 1800 + 86_400)
+    }
+
+    func testWeeklyOnItsDayEveryDayOrNever() {
+        // Tuesday (3) at 02:00: in two days.
+        let tue = config { $0.weeklyDayOfWeek = 3; $0.weeklyTimeOfDay = 120; $0.weeklyScanType = "full" }
+        XCTAssertEqual(ScanSchedule.next(after: sunday1030, utcOffset: 0, tue), ScheduledRun(unix: sunday1030 - 37_800 + 2 * 86_400 + 7200, kind: "full"))
+        // Sunday (1) at 11:00: later today.
+        let sun = config { $0.weeklyDayOfWeek = 1; $0.weeklyTimeOfDay = 660 }
+        XCTAssertEqual(ScanSchedule.next(after: sunday1030, utcOffset: 0, sun)?.unix, sunday1030 + 1800)
+        // Sunday at 10:00 has passed: next Sunday.
+        let past = config { $0.weeklyDayOfWeek = 1; $0.weeklyTimeOfDay = 600 }
+        XCTAssertEqual(ScanSchedule.next(after: sunday1030, utcOffset: 0, past)?.unix, sunday1030 - 1800 + 7 * 86_400)
+        XCTAssertEqual(ScanSchedule.next(after: sunday1030, utcOffset: 0, config { $0.weeklyDayOfWeek = 0; $0.weeklyTimeOfDay = 600 })?.unix,
+                       sunday1030 - 1800 + 86_400, "every day")
+        XCTAssertNil(ScanSchedule.next(after: sunday1030, utcOffset: 0, config { $0.weeklyDayOfWeek = 8 }))
+    }
+
+    func testAFullScanWinsATieAndLocalTimeIsUsed() {
+        let both = config { $0.dailyInterval = 24; $0.dailyTimeOfDay = 660; $0.weeklyDayOfWeek = 0; $0.weeklyTimeOfDay = 660; $0.weeklyScanType = "full" }
+        XCTAssertEqual(ScanSchedule.next(after: sunday1030, utcOffset: 0, both)?.kind, "full")
+        // At UTC+2 it is 12:30 local: 11:00 local has passed, the next is tomorrow 11:00 local = 09:00 UTC.
+        let eleven = config { $0.weeklyDayOfWeek = 0; $0.weeklyTimeOfDay = 660 }
+        XCTAssertEqual(ScanSchedule.next(after: sunday1030, utcOffset: 7200, eleven)?.unix, sunday1030 - 37_800 + 86_400 + 9 * 3600)
+    }
+}

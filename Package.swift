@@ -39,7 +39,7 @@ let package = Package(
         .target(name: "MdatpConfig", dependencies: ["MdatpJSON"]),
         .target(name: "MdatpRoom", dependencies: ["MdatpSystem", "MdatpWire", "MdatpConfig", "MdatpRing"]),
         .target(name: "MdatpSQLite", dependencies: ["CSQLite"]),
-        .target(name: "CCrypto", path: "Sources/CCrypto", linkerSettings: [.linkedLibrary("crypto"), .linkedLibrary("zstd")]),
+        .target(name: "CCrypto", path: "Sources/CCrypto", linkerSettings: [.linkedLibrary("crypto"), .linkedLibrary("zstd"), .linkedLibrary("z")]),
         .systemLibrary(name: "CArchive", path: "Sources/CArchive"),
         .target(name: "CYara", path: "Sources/CYara", linkerSettings: [.linkedLibrary("yara")]),
         .target(name: "CHyperscan", path: "Sources/CHyperscan", linkerSettings: [.linkedLibrary("hs")]),

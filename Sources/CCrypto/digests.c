@@ -1,3 +1,4 @@
+#include <zlib.h>
 #include "mdatp_crypto.h"
 #include <stdlib.h>
 #include <openssl/evp.h>
@@ -87,4 +88,21 @@ long mdatp_zstd_decompress_exact(const void *src, size_t len, void *dst, size_t 
 	if (ZSTD_isError(n) || n != expected)
 		return -1;
 	return (long)n;
+}
+
+long mdatp_inflate(const void *src, size_t len, void *dst, size_t cap)
+{
+	z_stream z = {0};
+	if (inflateInit(&z) != Z_OK)
+		return -1;
+	z.next_in = (Bytef *)src;
+	z.avail_in = len > UINT32_MAX ? UINT32_MAX : (uInt)len;
+	z.next_out = dst;
+	z.avail_out = cap > UINT32_MAX ? UINT32_MAX : (uInt)cap;
+	int rc = inflate(&z, Z_FINISH);
+	long produced = (long)z.total_out;
+	inflateEnd(&z);
+	if (rc == Z_STREAM_END || rc == Z_BUF_ERROR || (rc == Z_OK && produced > 0))
+		return produced;
+	return produced > 0 ? produced : -1;
 }

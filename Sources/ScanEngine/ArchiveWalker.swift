@@ -37,6 +37,25 @@ public enum ArchiveWalker {
         return state.outcome
     }
 
+    /// An archive in memory (a member, a decoded attachment); nil when it is not one.
+    public static func scan(bytes: [UInt8], limits: ArchiveLimits, scanner: ContentScanner) -> ArchiveOutcome? {
+        bytes.withUnsafeBytes { buf in
+            guard let a = open({ archive_read_open_memory($0, buf.baseAddress, buf.count) }) else { return nil }
+            defer { archive_read_free(a) }
+            var state = WalkState(limits: limits, base: max(UInt64(buf.count), 1), scanner: scanner)
+            return walk(a, depth: 1, prefix: "", state: &state) ? state.outcome : nil
+        }
+    }
+
+    /// What an on-demand scan does past the file's own bytes: its archive
+    /// members, else the objects encoded or embedded in it.
+    public static func scanInside(fd: Int32, size: UInt64, limits: ArchiveLimits, scanner: ContentScanner,
+                                  embedded: EmbeddedLimits = EmbeddedLimits()) -> Detection? {
+        if let o = scan(fd: fd, compressedSize: size, limits: limits, scanner: scanner) { return o.detection }
+        guard size <= UInt64(embedded.maxInputBytes), let bytes = ContentScanner.pread(fd, 0, Int(size)) else { return nil }
+        return EmbeddedObjects.scan(bytes, scanner: scanner, archiveLimits: limits, limits: embedded)?.detection
+    }
+
     struct WalkState {
         let limits: ArchiveLimits
         let base: UInt64

@@ -134,7 +134,7 @@ final class ScanPool: @unchecked Sendable {
                     let r = try scanner!.scan(fd: job.fd, size: job.size, maxBytes: maxFileBytes)
                     var d = r.detection
                     if d == nil && !r.allowed && job.archives {
-                        d = ArchiveWalker.scan(fd: job.fd, compressedSize: job.size, limits: archiveLimits, scanner: scanner!)?.detection
+                        d = ArchiveWalker.scanInside(fd: job.fd, size: job.size, limits: archiveLimits, scanner: scanner!)
                     }
                     verdict = .success(d)
                 } catch {

@@ -166,7 +166,7 @@ final class ScannerLoop {
             counters.scanned &+= 1
             var verdict = r.detection
             if verdict == nil && !r.allowed && wantArchives {
-                verdict = ArchiveWalker.scan(fd: fd, compressedSize: UInt64(st.st_size), limits: archiveLimits, scanner: content)?.detection
+                verdict = ArchiveWalker.scanInside(fd: fd, size: UInt64(st.st_size), limits: archiveLimits, scanner: content)
             }
             var v = state
             v.detection = verdict

@@ -50,7 +50,7 @@ final class ScanWork: @unchecked Sendable {
                 let r = try scanner.scan(fd: fd, size: UInt64(st.st_size), maxBytes: 1 << 31)
                 var det = r.detection
                 if det == nil && !r.allowed && archives {
-                    det = ArchiveWalker.scan(fd: fd, compressedSize: UInt64(st.st_size), limits: ArchiveLimits(), scanner: scanner)?.detection
+                    det = ArchiveWalker.scanInside(fd: fd, size: UInt64(st.st_size), limits: ArchiveLimits(), scanner: scanner)
                 }
                 b += UInt64(st.st_size)
                 f += 1

@@ -24,4 +24,9 @@ int mdatp_ed25519_verify(const uint8_t pub[32], const void *msg, size_t len, con
  * >= expected). Returns expected, or -1 when the frame is bad, larger, or smaller. */
 long mdatp_zstd_decompress_exact(const void *src, size_t len, void *dst, size_t expected);
 
+/* zlib: inflates the stream at src (zlib header) into dst, at most `cap` bytes.
+ * Returns the bytes produced (the stream may be cut short by cap or by the end
+ * of src: what came out stands), -1 when src is not a zlib stream. */
+long mdatp_inflate(const void *src, size_t len, void *dst, size_t cap);
+
 #endif

@@ -52,7 +52,9 @@ public enum ArchiveWalker {
     public static func scanInside(fd: Int32, size: UInt64, limits: ArchiveLimits, scanner: ContentScanner,
                                   embedded: EmbeddedLimits = EmbeddedLimits()) -> Detection? {
         if let o = scan(fd: fd, compressedSize: size, limits: limits, scanner: scanner) { return o.detection }
-        guard size <= UInt64(embedded.maxInputBytes), let bytes = ContentScanner.pread(fd, 0, Int(size)) else { return nil }
+        // ELF files hide nothing the decoders reach: decided from the header, before reading the rest.
+        guard size <= UInt64(embedded.maxInputBytes), let head = ContentScanner.pread(fd, 0, 4),
+              head != [0x7f, 0x45, 0x4c, 0x46], let bytes = ContentScanner.pread(fd, 0, Int(size)) else { return nil }
         return EmbeddedObjects.scan(bytes, scanner: scanner, archiveLimits: limits, limits: embedded)?.detection
     }
 

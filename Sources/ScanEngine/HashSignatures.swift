@@ -66,6 +66,8 @@ public struct FileDigests: Equatable, Sendable {
     public var sha1: [UInt8] = []
     public var sha256: [UInt8] = []
 
+    public init() {}
+
     public func value(_ k: HashKind) -> [UInt8] {
         switch k {
         case .md5: return md5
@@ -86,9 +88,93 @@ public struct FileDigests: Equatable, Sendable {
     }
 }
 
-struct HashKey: Hashable {
-    let digest: [UInt8]
-    let size: UInt64? // nil: any size (`*` in .hsb)
+/// One digest kind's signatures, stored flat (a million SHA-256 signatures
+/// take ~80 MB, not the ~330 MB of a dictionary of arrays) and found through
+/// an open-addressing index on the digest's first eight bytes — digests are
+/// uniformly distributed, so that is already a good hash.
+struct DigestTable: Sendable {
+    let width: Int
+    private(set) var digests: [UInt8] = []   // entry i at i * width
+    private(set) var sizes: [UInt64] = []    // anySize: `*`
+    private(set) var nameAt: [UInt32] = []   // offset in `names` (0-terminated)
+    private(set) var names: [UInt8] = [0]
+    private var slots: [Int32] = []          // entry + 1; 0 = empty
+    static let anySize = UInt64.max
+
+    init(width: Int) { self.width = width }
+
+    var count: Int { sizes.count }
+
+    private func hash(_ d: UnsafeRawBufferPointer) -> Int {
+        var h: UInt64 = 0
+        for i in 0..<8 { h = h << 8 | UInt64(d[i]) }
+        return Int(truncatingIfNeeded: h & 0x7fff_ffff_ffff_ffff)
+    }
+
+    private func same(_ entry: Int, _ d: UnsafeRawBufferPointer) -> Bool {
+        digests.withUnsafeBufferPointer { all in
+            memcmp(all.baseAddress! + entry * width, d.baseAddress!, width) == 0
+        }
+    }
+
+    /// The entry for exactly (digest, size), if any.
+    private func slot(of d: UnsafeRawBufferPointer, size: UInt64) -> (Int, Int?) {
+        let mask = slots.count - 1
+        var i = hash(d) & mask
+        while true {
+            let e = Int(slots[i]) - 1
+            if e < 0 { return (i, nil) }
+            if sizes[e] == size && same(e, d) { return (i, e) }
+            i = (i + 1) & mask
+        }
+    }
+
+    /// Adds a signature (a repeated one keeps the last name); true when new.
+    mutating func insert(_ d: UnsafeRawBufferPointer, size: UInt64, name: ArraySlice<UInt8>) -> Bool {
+        if slots.isEmpty || (count + 1) * 2 > slots.count { grow() }
+        let (i, existing) = slot(of: d, size: size)
+        let at = UInt32(names.count)
+        names += name
+        names.append(0)
+        if let e = existing {
+            nameAt[e] = at
+            return false
+        }
+        digests += d
+        sizes.append(size)
+        nameAt.append(at)
+        slots[i] = Int32(count)
+        return true
+    }
+
+    private mutating func grow() {
+        slots = [Int32](repeating: 0, count: max(1024, slots.count * 2))
+        let mask = slots.count - 1
+        for e in 0..<count {
+            var i = digests.withUnsafeBytes { hash(UnsafeRawBufferPointer(rebasing: $0[(e * width)..<((e + 1) * width)])) } & mask
+            while slots[i] != 0 { i = (i + 1) & mask }
+            slots[i] = Int32(e + 1)
+        }
+    }
+
+    /// The signature for this file: one of exactly its size first, else one for any size.
+    func find(_ digest: [UInt8], size: UInt64) -> Int? {
+        guard !slots.isEmpty, digest.count == width else { return nil }
+        return digest.withUnsafeBytes { d in
+            slot(of: d, size: size).1 ?? slot(of: d, size: DigestTable.anySize).1
+        }
+    }
+
+    func name(_ e: Int) -> String {
+        let start = Int(nameAt[e])
+        let end = names[start...].firstIndex(of: 0) ?? names.count
+        return String(decoding: names[start..<end], as: UTF8.self)
+    }
+
+    mutating func shrinkToFit() {
+        digests = Array(digests)
+        names = Array(names)
+    }
 }
 
 public struct HashSignatureSet: Sendable {
@@ -96,8 +182,8 @@ public struct HashSignatureSet: Sendable {
     public static let maxSignatures = 20_000_000
     public static let maxNameBytes = 512
 
-    var block: [HashKind: [HashKey: String]] = [:]
-    var allow: [HashKind: Set<HashKey>] = [:]
+    var block: [HashKind: DigestTable] = [:]
+    var allow: [HashKind: DigestTable] = [:]
     public private(set) var count = 0
     public private(set) var allowCount = 0
 
@@ -112,6 +198,7 @@ public struct HashSignatureSet: Sendable {
     public mutating func load(_ bytes: [UInt8], file: String, allowList: Bool) throws(SignatureError) {
         var lineNo = 0
         var start = 0
+        var digest = [UInt8](repeating: 0, count: 32)
         while start < bytes.count {
             lineNo += 1
             let end = bytes[start...].firstIndex(of: 0x0a) ?? bytes.count
@@ -120,56 +207,60 @@ public struct HashSignatureSet: Sendable {
             if line.last == 0x0d { line = line.dropLast() }
             guard line.count <= HashSignatureSet.maxLineBytes else { throw SignatureError(file: file, line: lineNo, reason: "line longer than \(HashSignatureSet.maxLineBytes) bytes") }
             if line.isEmpty || line.first == 0x23 { continue } // blank or # comment
-            try add(line: line, file: file, lineNo: lineNo, allowList: allowList)
+            try add(line: line, file: file, lineNo: lineNo, allowList: allowList, scratch: &digest)
         }
+        for k in block.keys { block[k]!.shrinkToFit() }
     }
 
-    mutating func add(line: ArraySlice<UInt8>, file: String, lineNo: Int, allowList: Bool) throws(SignatureError) {
-        let fields = line.split(separator: 0x3a, maxSplits: 3, omittingEmptySubsequences: false)
-        guard fields.count >= 3 else { throw SignatureError(file: file, line: lineNo, reason: "expected hash:size:name") }
-        guard let digest = HashSignatureSet.parseHex(fields[0]), let kind = HashKind(rawValue: digest.count) else {
+    mutating func add(line: ArraySlice<UInt8>, file: String, lineNo: Int, allowList: Bool, scratch: inout [UInt8]) throws(SignatureError) {
+        // hash:size:name[:level] — found by hand, no arrays per line.
+        guard let c1 = line.firstIndex(of: 0x3a), let c2 = line[(c1 + 1)...].firstIndex(of: 0x3a) else {
+            throw SignatureError(file: file, line: lineNo, reason: "expected hash:size:name")
+        }
+        let hex = line[line.startIndex..<c1]
+        guard hex.count % 2 == 0, let kind = HashKind(rawValue: hex.count / 2) else {
             throw SignatureError(file: file, line: lineNo, reason: "hash must be 32, 40 or 64 hex digits")
         }
-        let sizeText = String(decoding: fields[1], as: UTF8.self)
-        let size: UInt64?
-        if sizeText == "*" {
+        var j = 0, k = hex.startIndex
+        while k < hex.endIndex {
+            guard let hi = HashSignatureSet.nibble(hex[k]), let lo = HashSignatureSet.nibble(hex[k + 1]) else {
+                throw SignatureError(file: file, line: lineNo, reason: "hash must be 32, 40 or 64 hex digits")
+            }
+            scratch[j] = hi << 4 | lo
+            j += 1
+            k += 2
+        }
+        let sizeText = line[(c1 + 1)..<c2]
+        var size: UInt64
+        if sizeText.elementsEqual([0x2a]) {
             guard kind != .md5 || file.hasSuffix(".hsb") || file.hasSuffix(".sfp") else {
                 throw SignatureError(file: file, line: lineNo, reason: "size `*` is only allowed in .hsb/.sfp")
             }
-            size = nil
+            size = DigestTable.anySize
         } else {
-            guard let s = UInt64(sizeText) else { throw SignatureError(file: file, line: lineNo, reason: "size must be a number or *") }
-            size = s
+            guard !sizeText.isEmpty, sizeText.count <= 19, sizeText.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
+                throw SignatureError(file: file, line: lineNo, reason: "size must be a number or *")
+            }
+            size = sizeText.reduce(UInt64(0)) { $0 * 10 + UInt64($1 - 0x30) }
         }
-        let nameBytes = fields[2]
+        // A 4th field (minimum engine level) is accepted and ignored.
+        let nameEnd = line[(c2 + 1)...].firstIndex(of: 0x3a) ?? line.endIndex
+        let nameBytes = line[(c2 + 1)..<nameEnd]
         guard !nameBytes.isEmpty, nameBytes.count <= HashSignatureSet.maxNameBytes,
               nameBytes.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {
             throw SignatureError(file: file, line: lineNo, reason: "name must be 1-\(HashSignatureSet.maxNameBytes) printable characters")
         }
-        // A 4th field (minimum engine level) is accepted and ignored.
-        let name = String(decoding: nameBytes, as: UTF8.self)
         guard count + allowCount < HashSignatureSet.maxSignatures else {
             throw SignatureError(file: file, line: lineNo, reason: "more than \(HashSignatureSet.maxSignatures) signatures")
         }
-        let key = HashKey(digest: digest, size: size)
-        if allowList {
-            if allow[kind, default: []].insert(key).inserted { allowCount += 1 }
-        } else {
-            if block[kind, default: [:]].updateValue(name, forKey: key) == nil { count += 1 }
+        let added = scratch.withUnsafeBytes { d -> Bool in
+            let digest = UnsafeRawBufferPointer(rebasing: d[0..<kind.rawValue])
+            if allowList {
+                return allow[kind, default: DigestTable(width: kind.rawValue)].insert(digest, size: size, name: [])
+            }
+            return block[kind, default: DigestTable(width: kind.rawValue)].insert(digest, size: size, name: nameBytes)
         }
-    }
-
-    static func parseHex(_ s: ArraySlice<UInt8>) -> [UInt8]? {
-        guard s.count % 2 == 0, s.count <= 64 else { return nil }
-        var out = [UInt8]()
-        out.reserveCapacity(s.count / 2)
-        var i = s.startIndex
-        while i < s.endIndex {
-            guard let hi = nibble(s[i]), let lo = nibble(s[i + 1]) else { return nil }
-            out.append(hi << 4 | lo)
-            i += 2
-        }
-        return out
+        if added { if allowList { allowCount += 1 } else { count += 1 } }
     }
 
     static func nibble(_ c: UInt8) -> UInt8? {
@@ -181,14 +272,10 @@ public struct HashSignatureSet: Sendable {
         }
     }
 
-    func lookup(_ set: [HashKey: String], _ digest: [UInt8], _ size: UInt64) -> String? {
-        set[HashKey(digest: digest, size: size)] ?? set[HashKey(digest: digest, size: nil)]
-    }
-
     /// Whether an allow-list names this file (then no other engine looks at it).
     public func allowed(_ d: FileDigests) -> Bool {
-        for (kind, keys) in allow where !d.value(kind).isEmpty {
-            if keys.contains(HashKey(digest: d.value(kind), size: d.size)) || keys.contains(HashKey(digest: d.value(kind), size: nil)) { return true }
+        for (kind, table) in allow where !d.value(kind).isEmpty {
+            if table.find(d.value(kind), size: d.size) != nil { return true }
         }
         return false
     }
@@ -196,8 +283,9 @@ public struct HashSignatureSet: Sendable {
     /// The verdict for a file's digests: allow-lists win.
     public func match(_ d: FileDigests) -> Detection? {
         if allowed(d) { return nil }
-        for (kind, set) in block where !d.value(kind).isEmpty {
-            if let name = lookup(set, d.value(kind), d.size) {
+        for (kind, table) in block where !d.value(kind).isEmpty {
+            if let e = table.find(d.value(kind), size: d.size) {
+                let name = table.name(e)
                 return Detection(name: name, type: ThreatType.of(signatureName: name), engine: "hash")
             }
         }

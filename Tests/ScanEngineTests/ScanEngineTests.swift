@@ -50,6 +50,35 @@ final class HashSignatureTests: XCTestCase {
         XCTAssertEqual(set.match(onlySHA1)?.name, "Eicar.SHA1.AnySize")
     }
 
+    func testAHundredThousandSignaturesAreAllFoundAndRepeatsAreNotCounted() throws {
+        var text = ""
+        var digests: [[UInt8]] = []
+        for i in 0..<100_000 {
+            // splitmix64 over (i, word): distinct, uniformly spread digests
+            let d = (0..<4).flatMap { w -> [UInt8] in
+                var z = UInt64(i) &* 4 &+ UInt64(w) &+ 0x9E37_79B9_7F4A_7C15
+                z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+                z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+                z ^= z >> 31
+                return (0..<8).map { UInt8(truncatingIfNeeded: z >> (8 * UInt64($0))) }
+            }
+            digests.append(d)
+            text += FileDigests.hex(d) + ":\(1000 + i % 50):Synth.\(i)\n"
+        }
+        text += FileDigests.hex(digests[5]) + ":1005:Synth.Renamed\n"   // the same signature again: last name wins
+        var set = HashSignatureSet()
+        try set.load(Array(text.utf8), file: "big.hsb", allowList: false)
+        XCTAssertEqual(set.count, 100_000)
+        for i in stride(from: 0, to: 100_000, by: 997) {
+            var f = FileDigests()
+            f.sha256 = digests[i]
+            f.size = UInt64(1000 + i % 50)
+            XCTAssertEqual(set.match(f)?.name, i == 5 ? "Synth.Renamed" : "Synth.\(i)")
+            f.size += 1
+            XCTAssertNil(set.match(f), "another size")
+        }
+    }
+
     func testAllowListsWin() throws {
         var set = HashSignatureSet()
         try set.load(Array("44d88612fea8a8f36de82e1278abb02f:68:Eicar\n".utf8), file: "a.hdb", allowList: false)

@@ -155,11 +155,7 @@ public enum ArchiveWalker {
                 if out.kept!.count + n <= state.limits.maxNestedArchiveBytes { out.kept! += buf[0..<n] } else { out.kept = nil }
             }
         }
-        var md5 = [UInt8](repeating: 0, count: 16), sha1 = [UInt8](repeating: 0, count: 20), sha256 = [UInt8](repeating: 0, count: 32)
-        mdatp_digests_final(ctx, &md5, &sha1, &sha256)
-        if kinds.contains(.md5) { out.digests.md5 = md5 }
-        if kinds.contains(.sha1) { out.digests.sha1 = sha1 }
-        if kinds.contains(.sha256) { out.digests.sha256 = sha256 }
+        out.digests.finish(ctx, kinds: kinds)
         return out
     }
 }

@@ -56,16 +56,7 @@ public struct BodySignatureSet: Sendable {
     /// Loads one .ndb or .ldb file.
     public mutating func load(_ bytes: [UInt8], file: String) throws(SignatureError) {
         let logical = file.hasSuffix(".ldb")
-        var lineNo = 0
-        var start = 0
-        while start < bytes.count {
-            lineNo += 1
-            let end = bytes[start...].firstIndex(of: 0x0a) ?? bytes.count
-            var line = bytes[start..<end]
-            start = end + 1
-            if line.last == 0x0d { line = line.dropLast() }
-            guard line.count <= BodyPattern.maxHexChars * 4 else { throw SignatureError(file: file, line: lineNo, reason: "line too long") }
-            if line.isEmpty || line.first == 0x23 { continue }
+        try forEachSignatureLine(bytes, file: file, maxLineBytes: BodyPattern.maxHexChars * 4) { line, lineNo throws(SignatureError) in
             guard signatures.count < BodySignatureSet.maxSignatures else {
                 throw SignatureError(file: file, line: lineNo, reason: "more than \(BodySignatureSet.maxSignatures) body signatures")
             }

@@ -46,15 +46,6 @@ public enum ClamAVDatabase {
                             md5: String(f[md5Index]).lowercased(), builder: md5Index + 2 < f.count ? String(f[md5Index + 2]) : "")
     }
 
-    static func md5Hex(_ b: ArraySlice<UInt8>) -> String {
-        guard let ctx = mdatp_digests_new(UInt32(MDATP_MD5)) else { return "" }
-        defer { mdatp_digests_free(ctx) }
-        b.withUnsafeBytes { mdatp_digests_update(ctx, $0.baseAddress, $0.count) }
-        var md5 = [UInt8](repeating: 0, count: 16), sha1 = [UInt8](repeating: 0, count: 20), sha = [UInt8](repeating: 0, count: 32)
-        mdatp_digests_final(ctx, &md5, &sha1, &sha)
-        return FileDigests.hex(md5)
-    }
-
     /// One imported file: a container (.cvd/.cld) or a loose signature file.
     public static func read(name: String, bytes: [UInt8]) throws(SignatureError) -> ClamAVSource {
         var out = ClamAVSource()
@@ -68,7 +59,7 @@ public enum ClamAVDatabase {
         }
         let header = try parseHeader(bytes[...])
         let body = bytes[headerBytes...]
-        if lower.hasSuffix(".cvd") && md5Hex(body) != header.md5 {
+        if lower.hasSuffix(".cvd") && FileDigests.hex(FileDigests.of(body, kinds: [.md5]).md5) != header.md5 {
             throw SignatureError(file: name, line: 0, reason: "MD5 of the database differs from its header (corrupt or altered)")
         }
         out.header = header

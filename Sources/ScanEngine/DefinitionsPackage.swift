@@ -111,11 +111,4 @@ public struct DefinitionsPackage: Sendable {
     }
 }
 
-func sha256Hex(_ bytes: [UInt8]) -> String {
-    guard let ctx = mdatp_digests_new(UInt32(MDATP_SHA256)) else { return "" }
-    defer { mdatp_digests_free(ctx) }
-    bytes.withUnsafeBytes { mdatp_digests_update(ctx, $0.baseAddress, $0.count) }
-    var sha = [UInt8](repeating: 0, count: 32), md5 = [UInt8](repeating: 0, count: 16), sha1 = [UInt8](repeating: 0, count: 20)
-    mdatp_digests_final(ctx, &md5, &sha1, &sha)
-    return FileDigests.hex(sha)
-}
+func sha256Hex(_ bytes: [UInt8]) -> String { FileDigests.hex(FileDigests.of(bytes, kinds: [.sha256]).sha256) }

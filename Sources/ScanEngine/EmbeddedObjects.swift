@@ -375,24 +375,6 @@ public enum EmbeddedObjects {
     }
 }
 
-extension FileDigests {
-    /// The digests of bytes in memory.
-    public static func of(_ bytes: [UInt8], kinds: Set<HashKind>) -> FileDigests {
-        var out = FileDigests()
-        out.size = UInt64(bytes.count)
-        let mask = kinds.reduce(UInt32(0)) { $0 | $1.mask }
-        guard !kinds.isEmpty, let ctx = mdatp_digests_new(mask) else { return out }
-        defer { mdatp_digests_free(ctx) }
-        bytes.withUnsafeBytes { mdatp_digests_update(ctx, $0.baseAddress, $0.count) }
-        var md5 = [UInt8](repeating: 0, count: 16), sha1 = [UInt8](repeating: 0, count: 20), sha256 = [UInt8](repeating: 0, count: 32)
-        mdatp_digests_final(ctx, &md5, &sha1, &sha256)
-        if kinds.contains(.md5) { out.md5 = md5 }
-        if kinds.contains(.sha1) { out.sha1 = sha1 }
-        if kinds.contains(.sha256) { out.sha256 = sha256 }
-        return out
-    }
-}
-
 /// OLE2 compound files (Office documents, MSI packages): every stream, read
 /// through its FAT or mini-FAT chain. Chains are checked for loops and
 /// bounds; a damaged file gives what could be read.

@@ -88,6 +88,24 @@ public struct FileDigests: Equatable, Sendable {
     }
 }
 
+/// The signature lines of a definitions file: CR/LF or LF ends, blank lines and
+/// `#` comments skipped, each line bounded; `body` gets the line and its number.
+func forEachSignatureLine(_ bytes: [UInt8], file: String, maxLineBytes: Int,
+                          _ body: (ArraySlice<UInt8>, Int) throws(SignatureError) -> Void) throws(SignatureError) {
+    var lineNo = 0
+    var start = 0
+    while start < bytes.count {
+        lineNo += 1
+        let end = bytes[start...].firstIndex(of: 0x0a) ?? bytes.count
+        var line = bytes[start..<end]
+        start = end + 1
+        if line.last == 0x0d { line = line.dropLast() }
+        guard line.count <= maxLineBytes else { throw SignatureError(file: file, line: lineNo, reason: "line longer than \(maxLineBytes) bytes") }
+        if line.isEmpty || line.first == 0x23 { continue }
+        try body(line, lineNo)
+    }
+}
+
 /// One digest kind's signatures, stored flat (a million SHA-256 signatures
 /// take ~80 MB, not the ~330 MB of a dictionary of arrays) and found through
 /// an open-addressing index on the digest's first eight bytes — digests are
@@ -196,17 +214,8 @@ public struct HashSignatureSet: Sendable {
 
     /// Loads one file's text. `allowList` for .fp/.sfp.
     public mutating func load(_ bytes: [UInt8], file: String, allowList: Bool) throws(SignatureError) {
-        var lineNo = 0
-        var start = 0
         var digest = [UInt8](repeating: 0, count: 32)
-        while start < bytes.count {
-            lineNo += 1
-            let end = bytes[start...].firstIndex(of: 0x0a) ?? bytes.count
-            var line = bytes[start..<end]
-            start = end + 1
-            if line.last == 0x0d { line = line.dropLast() }
-            guard line.count <= HashSignatureSet.maxLineBytes else { throw SignatureError(file: file, line: lineNo, reason: "line longer than \(HashSignatureSet.maxLineBytes) bytes") }
-            if line.isEmpty || line.first == 0x23 { continue } // blank or # comment
+        try forEachSignatureLine(bytes, file: file, maxLineBytes: HashSignatureSet.maxLineBytes) { line, lineNo throws(SignatureError) in
             try add(line: line, file: file, lineNo: lineNo, allowList: allowList, scratch: &digest)
         }
         for k in block.keys { block[k]!.shrinkToFit() }
@@ -323,11 +332,30 @@ public enum FileHasher {
             out.size += UInt64(n)
             if out.size > maxBytes { throw ScanError(reason: "larger than \(maxBytes) bytes") }
         }
+        out.finish(ctx, kinds: kinds)
+        return out
+    }
+}
+
+extension FileDigests {
+    /// Takes the wanted digests out of a finished context.
+    mutating func finish(_ ctx: OpaquePointer, kinds: Set<HashKind>) {
         var md5 = [UInt8](repeating: 0, count: 16), sha1 = [UInt8](repeating: 0, count: 20), sha256 = [UInt8](repeating: 0, count: 32)
         mdatp_digests_final(ctx, &md5, &sha1, &sha256)
-        if kinds.contains(.md5) { out.md5 = md5 }
-        if kinds.contains(.sha1) { out.sha1 = sha1 }
-        if kinds.contains(.sha256) { out.sha256 = sha256 }
+        if kinds.contains(.md5) { self.md5 = md5 }
+        if kinds.contains(.sha1) { self.sha1 = sha1 }
+        if kinds.contains(.sha256) { self.sha256 = sha256 }
+    }
+
+    /// The digests of bytes in memory.
+    public static func of(_ bytes: some Collection<UInt8>, kinds: Set<HashKind>) -> FileDigests {
+        var out = FileDigests()
+        out.size = UInt64(bytes.count)
+        let mask = kinds.reduce(UInt32(0)) { $0 | $1.mask }
+        guard !kinds.isEmpty, let ctx = mdatp_digests_new(mask) else { return out }
+        defer { mdatp_digests_free(ctx) }
+        _ = bytes.withContiguousStorageIfAvailable { mdatp_digests_update(ctx, $0.baseAddress, $0.count) } ?? Array(bytes).withUnsafeBytes { mdatp_digests_update(ctx, $0.baseAddress, $0.count) }
+        out.finish(ctx, kinds: kinds)
         return out
     }
 }

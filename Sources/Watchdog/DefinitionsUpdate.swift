@@ -46,6 +46,16 @@ extension Watchdog {
         return n.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x61 && $0 <= 0x7a) || $0 == 0x2e || $0 == 0x2d || $0 == 0x5f }
     }
 
+    /// One file into staging: read without following a final link, bounded,
+    /// written new (never over anything) and synced, readable by the scanner.
+    func copyForScanner(_ from: String, to: String) throws(Errno) {
+        let bytes = try Sys.readFile(from, limit: Watchdog.packageFileLimit)
+        let fd = try Sys.open(to, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o644)
+        defer { Sys.close(fd) }
+        try Sys.writeAll(fd, bytes)
+        try Sys.fsync(fd)
+    }
+
     /// Copies the candidate into a fresh staging directory readable by the scanner.
     func stage(from source: String) throws(Errno) -> String {
         guard source.hasPrefix("/") else { throw Errno(EINVAL, "update source must be an absolute directory") }
@@ -55,13 +65,7 @@ extension Watchdog {
         try Sys.mkdirExisting(staging, 0o755)
         try Sys.chmod(staging, 0o755)
         do throws(Errno) {
-            for name in names {
-                let bytes = try Sys.readFile(source + "/" + name, limit: Watchdog.packageFileLimit)
-                let fd = try Sys.open(staging + "/" + name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o644)
-                defer { Sys.close(fd) }
-                try Sys.writeAll(fd, bytes)
-                try Sys.fsync(fd)
-            }
+            for name in names { try copyForScanner(source + "/" + name, to: staging + "/" + name) }
         } catch {
             removeTree(staging)
             throw error
@@ -172,11 +176,7 @@ extension Watchdog {
             try Sys.chmod(staging, 0o755)
             for (from, n) in sources {
                 guard let safe = Watchdog.sourceName(n) else { continue }
-                let bytes = try Sys.readFile(from, limit: Watchdog.packageFileLimit)
-                let out = try Sys.open(staging + "/" + safe, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o644)
-                defer { Sys.close(out) }
-                try Sys.writeAll(out, bytes)
-                try Sys.fsync(out)
+                try copyForScanner(from, to: staging + "/" + safe)
             }
             try ch.send(.importDefinitions(path: Array(staging.utf8)))
             pendingUpdate = PendingUpdate(client: fd, staging: staging, importing: name)

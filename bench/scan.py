@@ -20,7 +20,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from sensor import Suite, med  # noqa: E402
 
-EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+# Split so this file itself is not the test string (a real-time scan would move it).
+EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-" + b"ANTIVIRUS-TEST-FILE!$H+H*"
 TESTFILES = "/usr/share/clamav-testfiles"
 
 
@@ -126,8 +127,8 @@ class Synth:
         with open(f"{db}/test.hdb", "w") as f:
             f.write("44d88612fea8a8f36de82e1278abb02f:68:Local.EICAR.MD5\n")
         with open(f"{db}/test.ndb", "w") as f:
-            f.write("Local.EICAR.Body:0:*:%s\n" % b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE".hex())
-        rules.append('rule eicar { strings: $e = "EICAR-STANDARD-ANTIVIRUS-TEST-FILE" condition: $e }')
+            f.write("Local.EICAR.Body:0:*:%s\n" % (b"EICAR-STANDARD-" + b"ANTIVIRUS-TEST-FILE").hex())
+        rules.append('rule eicar { strings: $e = "EICAR-STANDARD-' + 'ANTIVIRUS-TEST-FILE" condition: $e }')
         rules.append('rule clamav_test { strings: $s = "[CLAMAV]" $i = "CLAMessageBoxA" condition: uint16(0) == 0x5A4D and all of them }')
         if yara:
             with open(yara, "w") as f:

@@ -230,7 +230,7 @@ long mdatp_forbidden_syscall_probe(void)
 	return rc < 0 ? -errno : rc;
 }
 
-long mdatp_send_with_fd(int sock, const void *buf, size_t len, int fd)
+long mdatp_send_with_fd(int sock, const void *buf, size_t len, int fd, int nowait)
 {
 	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
 	union {
@@ -248,7 +248,7 @@ long mdatp_send_with_fd(int sock, const void *buf, size_t len, int fd)
 		c->cmsg_len = CMSG_LEN(sizeof(int));
 		memcpy(CMSG_DATA(c), &fd, sizeof(int));
 	}
-	ssize_t rc = sendmsg(sock, &msg, MSG_NOSIGNAL);
+	ssize_t rc = sendmsg(sock, &msg, MSG_NOSIGNAL | (nowait ? MSG_DONTWAIT : 0));
 	return rc < 0 ? -errno : rc;
 }
 

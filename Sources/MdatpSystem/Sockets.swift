@@ -17,9 +17,10 @@ extension Sys {
         return (fds[0], fds[1])
     }
 
-    /// sendmsg(2) of one message with at most one descriptor.
-    public static func sendMessage(_ sock: Int32, _ bytes: [UInt8], fd: Int32 = -1) throws(Errno) {
-        let rc = bytes.withUnsafeBytes { mdatp_send_with_fd(sock, $0.baseAddress, $0.count, fd) }
+    /// sendmsg(2) of one message with at most one descriptor. `nowait`: EAGAIN
+    /// instead of waiting when the peer's queue is full.
+    public static func sendMessage(_ sock: Int32, _ bytes: [UInt8], fd: Int32 = -1, nowait: Bool = false) throws(Errno) {
+        let rc = bytes.withUnsafeBytes { mdatp_send_with_fd(sock, $0.baseAddress, $0.count, fd, nowait ? 1 : 0) }
         _ = try checkNeg(rc, "sendmsg")
     }
 

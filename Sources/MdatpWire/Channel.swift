@@ -5,8 +5,10 @@ public struct Channel: Sendable {
     public let fd: Int32
     public init(fd: Int32) { self.fd = fd }
 
-    public func send(_ m: Message, descriptor: Int32 = -1) throws(Errno) {
-        try Sys.sendMessage(fd, m.encode(pid: UInt32(Sys.getpid())), fd: descriptor)
+    /// `nowait`: fail with EAGAIN rather than wait on a peer that is not reading
+    /// (the watchdog never waits on a room for a client's sake).
+    public func send(_ m: Message, descriptor: Int32 = -1, nowait: Bool = false) throws(Errno) {
+        try Sys.sendMessage(fd, m.encode(pid: UInt32(Sys.getpid())), fd: descriptor, nowait: nowait)
     }
 
     public enum Received {

@@ -75,7 +75,20 @@ public enum ArchiveWalker {
     static func open(_ attach: (OpaquePointer) -> Int32) -> OpaquePointer? {
         guard let a = archive_read_new() else { return nil }
         archive_read_support_filter_all(a)
-        archive_read_support_format_all(a)
+        // Real archive formats only: not mtree (a text list of paths that libarchive
+        // would read from the filesystem, and that any text file of lines may look
+        // like), not warc; raw only to see through a bare compressor.
+        archive_read_support_format_7zip(a)
+        archive_read_support_format_ar(a)
+        archive_read_support_format_cab(a)
+        archive_read_support_format_cpio(a)
+        archive_read_support_format_iso9660(a)
+        archive_read_support_format_lha(a)
+        archive_read_support_format_rar(a)
+        archive_read_support_format_rar5(a)
+        archive_read_support_format_tar(a)
+        archive_read_support_format_xar(a)
+        archive_read_support_format_zip(a)
         archive_read_support_format_raw(a)
         if attach(a) != ARCHIVE_OK {
             archive_read_free(a)

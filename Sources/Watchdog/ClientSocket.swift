@@ -90,10 +90,13 @@ extension Watchdog {
                 return refuse(fd, "the \(roomName) room is not running", code: "unavailable")
             }
             do throws(Errno) {
-                try ch.send(.query(uid: peer.uid, gid: peer.gid, request: request), descriptor: fd)
+                // Never waiting: a room that is not reading its control channel must not
+                // stall the supervisor (which that room may itself be waiting on).
+                try ch.send(.query(uid: peer.uid, gid: peer.gid, request: request), descriptor: fd, nowait: true)
                 forwarded = false // our copy is closed by the caller; the room holds its own
             } catch {
-                refuse(fd, "cannot reach the \(roomName) room: \(error)", code: "unavailable")
+                refuse(fd, error.code == EAGAIN ? "the \(roomName) room is busy: try again" : "cannot reach the \(roomName) room: \(error)",
+                       code: "unavailable")
             }
         case .quarantine:
             // Root's own store: answered here, no event content involved.

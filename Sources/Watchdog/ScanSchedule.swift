@@ -71,7 +71,7 @@ extension Watchdog {
         do throws(Errno) {
             let sink = try Sys.open("/dev/null", O_WRONLY | O_CLOEXEC)
             defer { Sys.close(sink) }
-            try ch.send(.query(uid: 0, gid: 0, request: Array(request.serialized().utf8)), descriptor: sink)
+            try ch.send(.query(uid: 0, gid: 0, request: Array(request.serialized().utf8)), descriptor: sink, nowait: true)
             log("scheduled \(due.kind) scan started")
         } catch {
             log("scheduled \(due.kind) scan not started: \(error)")

@@ -90,7 +90,7 @@ int mdatp_signalfd(const int *signals, size_t n);
 int mdatp_signalfd_read(int fd);
 
 /* ---- sockets */
-long mdatp_send_with_fd(int sock, const void *buf, size_t len, int fd);
+long mdatp_send_with_fd(int sock, const void *buf, size_t len, int fd, int nowait);
 /* Receives one message and at most one descriptor (*fd_out = -1 when none;
  * extra descriptors are closed). */
 long mdatp_recv_with_fd(int sock, void *buf, size_t len, int *fd_out);

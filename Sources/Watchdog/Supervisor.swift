@@ -175,9 +175,13 @@ public struct Supervisor: Sendable {
             return (n, [])
 
         // Restarting on purpose: drain like a stop, then spawn without a backoff.
-        case (.starting(let pid, _), .restart(let now)), (.running(let pid, _), .restart(let now)):
+        case (.running(let pid, _), .restart(let now)):
             n.state = .restarting(pid: pid, deadline: now + stopGrace)
             return (n, [.sendShutdown(pid: pid)])
+        case (.starting(let pid, _), .restart(let now)):
+            // Not serving yet, so it cannot drain: ended now.
+            n.state = .restarting(pid: pid, deadline: now + stopGrace)
+            return (n, [.kill(pid: pid, signal: 15)])
         case (.backoff, .restart):
             n.state = .spawning
             n.restarts += 1

@@ -320,10 +320,11 @@ public final class Watchdog {
             planScheduledScan()
             let now = Sys.monotonicSeconds()
             for r in rooms { feed(r, .reset(now: now)) }
-            if collectorChanged, collector.supervision.state.pid != nil {
+            if collectorChanged, let pid = collector.supervision.state.pid {
                 // The kernel filters are filled at load: a new collector applies them.
+                // (SIGTERM, not a drain: its programs' teardown is the slow part either way.)
                 log("sensor settings changed: restarting the collector")
-                feed(collector, .restart(now: now))
+                try? Sys.kill(pid, SIGTERM)
             }
             if blockingChanged && !collectorChanged {
                 // Switched in place: a collector restart would leave the kernel unwatched for seconds.

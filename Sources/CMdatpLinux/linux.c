@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sched.h>
+#include <sys/fanotify.h>
 #include <sys/ioctl.h>
 #include <linux/fs.h>
 #include <seccomp.h>
@@ -357,4 +358,44 @@ int mdatp_inode_generation(int fd, unsigned *generation)
 		return -errno;
 	*generation = (unsigned)v;
 	return 0;
+}
+
+int mdatp_fanotify_exec_gate(void)
+{
+	/* Blocking reads (a thread waits on it); files opened read-only, without atime. */
+	int fd = fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC, O_RDONLY | O_LARGEFILE | O_CLOEXEC | O_NOATIME);
+	return fd < 0 ? -errno : fd;
+}
+
+int mdatp_fanotify_mark_exec(int fd, const char *path)
+{
+	return fanotify_mark(fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_OPEN_EXEC_PERM, AT_FDCWD, path) < 0 ? -errno : 0;
+}
+
+long mdatp_fanotify_read(int fd, struct mdatp_fanotify_event *events, size_t max)
+{
+	char buf[4096] __attribute__((aligned(8)));
+	ssize_t n = read(fd, buf, sizeof buf);
+	if (n < 0)
+		return -errno;
+	size_t count = 0;
+	struct fanotify_event_metadata *m = (struct fanotify_event_metadata *)buf;
+	while (FAN_EVENT_OK(m, n) && count < max) {
+		if (m->vers == FANOTIFY_METADATA_VERSION) {
+			events[count].mask = m->mask;
+			events[count].fd = m->fd;
+			events[count].pid = m->pid;
+			count++;
+		} else if (m->fd >= 0) {
+			close(m->fd);
+		}
+		m = FAN_EVENT_NEXT(m, n);
+	}
+	return (long)count;
+}
+
+int mdatp_fanotify_respond(int fd, int event_fd, int allow)
+{
+	struct fanotify_response r = { .fd = event_fd, .response = allow ? FAN_ALLOW : FAN_DENY };
+	return write(fd, &r, sizeof r) == (ssize_t)sizeof r ? 0 : -errno;
 }

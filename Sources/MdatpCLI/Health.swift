@@ -64,8 +64,13 @@ enum HealthReport {
             HealthField(name: "product_expiration", value: .string(formatTime(unixNs: Int64(expiryUnix) * 1_000_000_000)), managed: false),
             HealthField(name: "real_time_protection_enabled", value: .bool(c.enforcementLevel == "real_time"), managed: m("antivirusEngine.enforcementLevel")),
             HealthField(name: "real_time_protection_available", value: .bool(scannerUp), managed: false),
-            // Real-time scanning is fed by the eBPF collector's close-after-write and exec events.
-            HealthField(name: "real_time_protection_subsystem", value: .string(scannerUp && sensorUp ? "ebpf" : "unavailable"), managed: false),
+            // Real-time scanning is fed by the eBPF collector's close-after-write and exec events;
+            // with exec blocking, a fanotify gate holds each exec until the scanner's verdict.
+            HealthField(name: "real_time_protection_subsystem",
+                        value: .string(!(scannerUp && sensorUp) ? "unavailable"
+                                       : (status?["sensor"]?["exec_gate"]?.string ?? "").hasPrefix("fanotify") ? "ebpf+fanotify" : "ebpf"),
+                        managed: false),
+            HealthField(name: "exec_gate", value: .string(status?["sensor"]?["exec_gate"]?.string ?? "unavailable"), managed: false),
             HealthField(name: "passive_mode_enabled", value: .bool(c.enforcementLevel == "passive"), managed: m("antivirusEngine.enforcementLevel")),
             HealthField(name: "behavior_monitoring", value: .string(c.behaviorMonitoring), managed: m("antivirusEngine.behaviorMonitoring")),
             HealthField(name: "cloud_enabled", value: .bool(c.cloudEnabled), managed: m("cloudService.enabled")),

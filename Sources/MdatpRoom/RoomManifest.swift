@@ -106,6 +106,8 @@ public enum RoomFD {
     public static let ringWake: Int32 = 6
     /// Rooms that ask the watchdog to open files for them: the request channel.
     public static let requests: Int32 = 7
+    /// The scanner's fanotify exec gate, when real_time enforcement blocks execs.
+    public static let execGate: Int32 = 8
     /// Collector: consumer ring i occupies 4+3i ... 6+3i.
     public static func producerRing(_ i: Int) -> (data: Int32, cursor: Int32, wake: Int32) {
         (Int32(4 + 3 * i), Int32(5 + 3 * i), Int32(6 + 3 * i))

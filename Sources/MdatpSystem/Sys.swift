@@ -249,6 +249,43 @@ public enum Sys {
         return st
     }
 
+    /// A fanotify group for exec permission events, not yet marked (needs CAP_SYS_ADMIN).
+    public static func fanotifyExecGroup() throws(Errno) -> Int32 {
+        Int32(try checkNeg(Int(mdatp_fanotify_exec_gate()), "fanotify_init"))
+    }
+
+    /// Marks the filesystems holding `mounts` (one mark per filesystem); the
+    /// marked mounts, and why the others were not.
+    public static func fanotifyMarkExec(_ fd: Int32, mounts: [String]) -> (marked: [String], failed: [String]) {
+        var marked: [String] = [], failed: [String] = []
+        for m in mounts {
+            let rc = mdatp_fanotify_mark_exec(fd, m)
+            if rc == 0 { marked.append(m) } else { failed.append("\(m): \(Errno(-rc, "mark"))") }
+        }
+        return (marked, failed)
+    }
+
+    public struct FanotifyEvent: Equatable, Sendable {
+        public let mask: UInt64
+        public let fd: Int32
+        public let pid: Int32
+        public var isExecPermission: Bool { mask & MDATP_FAN_OPEN_EXEC_PERM != 0 }
+    }
+
+    /// The next batch of events (blocking).
+    public static func fanotifyRead(_ fd: Int32) throws(Errno) -> [FanotifyEvent] {
+        var buf = [mdatp_fanotify_event](repeating: mdatp_fanotify_event(), count: 64)
+        let n = mdatp_fanotify_read(fd, &buf, buf.count)
+        if n < 0 { throw Errno(Int32(-n), "fanotify read") }
+        return buf.prefix(Int(n)).map { FanotifyEvent(mask: $0.mask, fd: $0.fd, pid: $0.pid) }
+    }
+
+    /// Allows or denies a permission event.
+    public static func fanotifyRespond(_ fd: Int32, event: Int32, allow: Bool) throws(Errno) {
+        let rc = mdatp_fanotify_respond(fd, event, allow ? 1 : 0)
+        if rc < 0 { throw Errno(-rc, "fanotify response") }
+    }
+
     /// The inode's generation (FS_IOC_GETVERSION), nil where the filesystem keeps none (tmpfs, …).
     public static func inodeGeneration(_ fd: Int32) -> UInt32? {
         var g: UInt32 = 0
@@ -261,6 +298,14 @@ public enum Sys {
         let major = UInt32(((d >> 8) & 0xfff) | ((d >> 32) & ~UInt64(0xfff)))
         let minor = UInt32((d & 0xff) | ((d >> 12) & ~UInt64(0xff)))
         return major << 20 | minor
+    }
+
+    /// readlink(2), at most 4 KiB.
+    public static func readlink(_ path: String) throws(Errno) -> String {
+        var buf = [CChar](repeating: 0, count: 4097)
+        let n = Glibc.readlink(path, &buf, 4096)
+        if n < 0 { throw Errno(errno, "readlink \(path)") }
+        return String(decoding: buf.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// lstat(2).

@@ -74,10 +74,13 @@ final class ScannerLoop {
         didSet {
             content = ContentScanner(definitions: package.definitions)
             pool?.setDefinitions(package.definitions)
+            gate?.setDefinitions(package.definitions)
         }
     }
     /// On-demand scan workers (nil: scans run on this thread).
     var pool: ScanPool?
+    /// The fanotify exec gate's thread (real_time enforcement with exec blocking).
+    var gate: ExecGateThread?
     /// Where the package in use came from, and the admin's imported sources loaded with it.
     var packageDir = ""
     var extraSources: [String] = []
@@ -393,6 +396,19 @@ final class ScannerLoop {
         return true
     }
 
+    /// Execs the gate denied: recorded, denied in the kernel for the file's other
+    /// names, quarantined (here: the request channel is this thread's).
+    func handleDenials() {
+        guard let gate else { return }
+        for d in gate.takeDenials() {
+            let path = (try? Sys.readlink("/proc/self/fd/\(d.fd)")) ?? "?"
+            let name = executables[UInt32(bitPattern: d.pid)].map { String($0.split(separator: "/").last ?? "") } ?? ""
+            _ = record(d.detection, path: Array(path.utf8), fd: d.fd, source: "real_time", pid: UInt32(bitPattern: d.pid),
+                       process: name, blockedAtExec: true)
+            Sys.close(d.fd)
+        }
+    }
+
     /// Once a second, a progress line to the client (dropped if it is not reading).
     func reportProgress(_ j: OnDemandScan) {
         let now = Sys.monotonicSeconds()
@@ -460,8 +476,10 @@ final class ScannerLoop {
 
     func heartbeat(lost: UInt64) -> Heartbeat {
         let c = counters
+        let g = gate?.counters ?? (allowed: 0, denied: 0, unscanned: 0)
         return Heartbeat([c.received, c.scanned, c.cacheHits, c.threats, c.errors, lost, c.refused, c.overflows,
-                          UInt64(definitions.signatureCount), c.queries, package.version.packed, UInt64(package.createdUnix), c.excluded])
+                          UInt64(definitions.signatureCount), c.queries, package.version.packed, UInt64(package.createdUnix), c.excluded,
+                          g.allowed, g.denied, g.unscanned])
     }
 
     /// An update: a newer, verified package replaces the current one (and the
@@ -624,12 +642,16 @@ public enum ScannerRoom {
         }
         guard let package = loaded else { roomFail(name, "no usable definitions", code: RoomExit.badConfig) }
 
+        // The exec gate, if the watchdog handed one over: its wake-up eventfd is made
+        // now (the sandbox has no eventfd2), its thread after the sandbox.
+        let hasGate = fcntl(RoomFD.execGate, F_GETFD) >= 0
+        let gateWake = hasGate ? ((try? Sys.eventfd()) ?? -1) : -1
+        let watchdogPid = getppid() // the sandbox has no getppid
         let ring = room.mapRingAndSandbox(manifest)
         let store: ThreatStore
         do throws(SQLiteError) { store = try ThreatStore(path: paths.threatStore) } catch {
             roomFail(name, "threat store: \(error)", code: RoomExit.transient)
         }
-        room.ready()
         roomLog(name, "definitions \(package.version): \(package.definitions.signatureCount) signatures from \(package.definitions.files.joined(separator: ", "))")
 
         let policy = ThreatPolicy.parse(remediate: args.flag("remediate"), policies: args.all("policy"), allowed: args.all("allowed"))
@@ -645,6 +667,18 @@ public enum ScannerRoom {
         let pool = ScanPool(threads: args.int("scan-threads", 2), definitions: package.definitions,
                             maxFileBytes: UInt64(args.int("max-file-bytes", 256 << 20)), archiveLimits: loop.archiveLimits)
         if pool.start() { loop.pool = pool } else { roomLog(name, "scan workers could not start: on-demand scans run on one thread") }
+        if hasGate && gateWake >= 0 {
+            let gate = ExecGateThread(gate: RoomFD.execGate, wake: gateWake, watchdog: watchdogPid, definitions: package.definitions, policy: policy,
+                                      maxFileBytes: UInt64(args.int("max-file-bytes", 256 << 20)))
+            if gate.start() {
+                loop.gate = gate
+                roomLog(name, "exec gate: every exec on the marked filesystems waits for a verdict")
+            } else {
+                roomLog(name, "exec gate thread could not start: execs are not gated")
+            }
+        }
+        // Ready only now: the watchdog marks the filesystems for the gate on this word.
+        room.ready()
         do throws(SQLiteError) {
             loop.cache.seed(try store.loadCache(version: package.version.packed, limit: loop.cache.capacity))
             roomLog(name, "scan cache: \(loop.cache.count) clean verdicts from the last run")
@@ -660,6 +694,7 @@ public enum ScannerRoom {
                 if let ev = try? EventDecoder.decode(payload) { loop.enqueue(ev, scan: realTime) }
             }
             ring.accountTrailingDrops()
+            loop.handleDenials()
             loop.drainQueue()
             let jobDone = loop.stepJob(budget: 64)
             if draining && ring.isEmpty {
@@ -675,7 +710,7 @@ public enum ScannerRoom {
             if !ring.isEmpty || !jobDone {
                 controlReady = (try? Sys.pollReadable([control.fd], timeoutMs: 0))?.first == true
             } else {
-                controlReady = ring.wait(timeoutMs: 200, extraFds: [control.fd]).first == true
+                controlReady = ring.wait(timeoutMs: 200, extraFds: gateWake >= 0 ? [control.fd, gateWake] : [control.fd]).first == true
             }
             guard controlReady else { continue }
             switch room.nextControlMessage(manifest) {

@@ -61,7 +61,7 @@ extension Watchdog {
             }
         }
         var kernel: [(String, JSON)] = []
-        var sensor: [(String, JSON)] = [("supplementary_events_subsystem", .string("ebpf"))]
+        var sensor: [(String, JSON)] = [("supplementary_events_subsystem", .string("ebpf")), ("exec_gate", .string(execGateState))]
         if let info = collector.collectorInfo {
             sensor += [("hook_family", .string(info.hookFamily)), ("programs_attached", JSON(Int(info.programsAttached))),
                        ("created_flag_calibrated", .bool(info.createdFlagCalibrated)),

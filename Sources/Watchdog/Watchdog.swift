@@ -25,6 +25,8 @@ final class RoomSlot {
     var collectorInfo: CollectorInfo?
     /// Consumer rooms: their ring.
     var ring: ConsumerRingSlot?
+    /// The scanner's exec gate between spawn and ready (not yet marked).
+    var pendingExecGate: Int32?
 
     init(manifest: RoomManifest) { self.manifest = manifest }
 }
@@ -61,6 +63,7 @@ public final class Watchdog {
     var pendingUpdate: PendingUpdate?
     var denyList = DenyList()
     var nextScheduledScan: ScheduledRun?
+    var execGateState = "off"
 
     init(paths: SuitePaths, config: SuiteConfig, account: Account, binDir: String, signals: Int32) {
         self.signals = signals
@@ -150,9 +153,10 @@ public final class Watchdog {
         return argv
     }
 
-    func descriptors(for slot: RoomSlot, controlEnd: Int32, requestsEnd: Int32?) -> [(Int32, Int32)] {
+    func descriptors(for slot: RoomSlot, controlEnd: Int32, requestsEnd: Int32?, execGate: Int32? = nil) -> [(Int32, Int32)] {
         var fds: [(Int32, Int32)] = [(controlEnd, RoomFD.control)]
         if let r = requestsEnd { fds.append((r, RoomFD.requests)) }
+        if let g = execGate { fds.append((g, RoomFD.execGate)) }
         if slot.manifest.name == "collector" {
             var i = 0
             for r in rooms {
@@ -174,9 +178,12 @@ public final class Watchdog {
             let (mine, theirs) = try Sys.seqpacketPair()
             var requestPair: (Int32, Int32)?
             if slot.manifest.sends.contains(.openForScan) { requestPair = try Sys.seqpacketPair() }
+            dropExecGate(slot)
+            let gate = slot.manifest.descriptors.contains { $0.number == RoomFD.execGate } ? makeExecGate() : nil
+            slot.pendingExecGate = gate // marked and let go when the scanner is ready
             let exe = binDir + "/" + slot.manifest.executable
             let pid = try Sys.spawn(exe, argv: arguments(for: slot), env: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C"],
-                                    fds: descriptors(for: slot, controlEnd: theirs, requestsEnd: requestPair?.1))
+                                    fds: descriptors(for: slot, controlEnd: theirs, requestsEnd: requestPair?.1, execGate: gate))
             Sys.close(theirs)
             slot.channel.map { Sys.close($0.fd) }
             slot.channel = Channel(fd: mine)
@@ -287,6 +294,10 @@ public final class Watchdog {
             slot.channel = nil
             slot.requests.map { Sys.close($0.fd) }
             slot.requests = nil
+            dropExecGate(slot)
+            if slot.manifest.descriptors.contains(where: { $0.number == RoomFD.execGate }) && config.execBlockingActive {
+                execGateState = "off (the scanner is not running: execs pass ungated)"
+            }
             feed(slot, .died(st, now: Sys.monotonicSeconds()))
         }
     }
@@ -346,6 +357,7 @@ public final class Watchdog {
             feed(slot, .ready(now: now))
             log("\(slot.manifest.name) ready")
             if slot === collector { replayDenyList() }
+            armExecGate(slot)
         case .message(.heartbeat(let h), _)? where slot.manifest.sends.contains(.heartbeat):
             slot.heartbeat = h
             slot.lastHeartbeatAt = now

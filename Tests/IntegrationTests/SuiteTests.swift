@@ -864,15 +864,18 @@ final class ExecBlockingTests: XCTestCase {
             try FileManager.default.createSymbolicLink(atPath: bin + "/" + exe, withDestinationPath: Harness.binDir + "/" + exe)
         }
         // A runnable program no one else has: /usr/bin/true with random bytes after it.
-        var dropper = [UInt8](try Data(contentsOf: URL(fileURLWithPath: realPath("/usr/bin/true"))))
-        dropper += Sys.randomBytes(64)
+        let trueBytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: realPath("/usr/bin/true"))))
+        let dropper = trueBytes + Sys.randomBytes(64)
         let sha = try sha256Hex(dropper)
+        // A second one, for the exec gate: never seen before it is run.
+        let fresh = trueBytes + Sys.randomBytes(64)
+        let freshSha = try sha256Hex(fresh)
         // The suite's own EDR program, to check it is never denied nor quarantined.
         let edrPath = realPath(Harness.binDir + "/mdatp-edr")
         let edrSha = try sha256Hex([UInt8](try Data(contentsOf: URL(fileURLWithPath: edrPath))))
         let edrSize = try Sys.stat(edrPath).st_size
         // A signed package of the test's own, trusted by this bin directory only.
-        try makePackage(signatures: ["test.hsb": "\(sha):\(dropper.count):Unix.Trojan.TestDropper\n\(edrSha):\(edrSize):Unix.Trojan.NotReally\n"],
+        try makePackage(signatures: ["test.hsb": "\(sha):\(dropper.count):Unix.Trojan.TestDropper\n\(edrSha):\(edrSize):Unix.Trojan.NotReally\n\(freshSha):\(fresh.count):Unix.Trojan.FreshDropper\n"],
                         version: "1.0.0.1", keyDir: bin + "/keys", out: bin + "/definitions")
         let s = try Suite(name: "av", config: #"{"antivirusEngine": {"enforcementLevel": "real_time"}, "sensor": {"statusIntervalSeconds": 1}}"#,
                           watchdogBinDir: bin)
@@ -913,6 +916,20 @@ final class ExecBlockingTests: XCTestCase {
         try ok.run()
         ok.waitUntilExit()
         XCTAssertEqual(ok.terminationStatus, 0)
+
+        // The exec gate: a known-bad file run the moment it is written never runs
+        // (execve fails with EPERM before the scanner has seen the file otherwise).
+        XCTAssertTrue(s.status()?["sensor"]?["exec_gate"]?.string?.hasPrefix("fanotify") ?? false, "\(s.status()?["sensor"] ?? .null)")
+        let freshPath = dir + "/fresh"
+        let ffd = open(freshPath, O_WRONLY | O_CREAT | O_EXCL, 0o755)
+        _ = fresh.withUnsafeBytes { write(ffd, $0.baseAddress, $0.count) }
+        close(ffd)
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, freshPath, nil, nil, [strdup(freshPath), nil], nil)
+        XCTAssertEqual(rc, EPERM, "the exec must be refused by the gate")
+        let gated = try s.waitForThreat(path: freshPath) { ($0["action"]?.string ?? "").hasPrefix("blocked_at_exec") }
+        XCTAssertEqual(gated["name"]?.string, "Unix.Trojan.FreshDropper")
+        try s.waitUntil("gate denial counted", timeout: 20) { st in (s.room("scanner", in: st)?["counters"]?["exec_gate_denied"]?.int ?? 0) >= 1 }
 
         // The deny list outlives the collector: a new one is given it when ready
         // (the third name of the inode, which nothing has run or moved yet).

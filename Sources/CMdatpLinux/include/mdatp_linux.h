@@ -61,6 +61,19 @@ int mdatp_landlock_restrict(const char *const *ro, size_t nro, const char *const
 #define MDATP_SECCOMP_GETVERSION "ioctl(FS_IOC_GETVERSION)"
 /* The inode's i_generation (FS_IOC_GETVERSION); -errno where the filesystem has none. */
 int mdatp_inode_generation(int fd, unsigned *generation);
+/* fanotify exec gate: a group for FAN_OPEN_EXEC_PERM (needs CAP_SYS_ADMIN),
+ * marked per filesystem; events read and answered by an unprivileged holder. */
+struct mdatp_fanotify_event {
+	unsigned long long mask;
+	int fd;
+	int pid;
+};
+#define MDATP_FAN_OPEN_EXEC_PERM 0x00040000ull
+int mdatp_fanotify_exec_gate(void);
+int mdatp_fanotify_mark_exec(int fd, const char *path);
+long mdatp_fanotify_read(int fd, struct mdatp_fanotify_event *events, size_t max);
+int mdatp_fanotify_respond(int fd, int event_fd, int allow);
+
 int mdatp_seccomp_allow(const char *const *names, size_t n, int log_only, size_t *bad_index);
 /* A syscall no room allows: personality(0xffffffff) only queries, so it is
  * harmless where no filter is installed. */

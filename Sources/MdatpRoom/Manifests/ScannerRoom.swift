@@ -24,6 +24,7 @@ extension Rooms {
         readWritePaths: { p in [p.scannerDir] },
         descriptors: consumerDescriptors + [
             FixedDescriptor(RoomFD.requests, "request channel: files opened by the watchdog"),
+            FixedDescriptor(RoomFD.execGate, "fanotify exec gate, answered by a thread (only with real_time enforcement and exec blocking)"),
         ],
         peers: ["watchdog", "collector (through the ring)", "CLI clients (sockets passed by the watchdog)"],
         sends: [.ready, .heartbeat, .openForScan, .quarantine, .denyExecutable, .definitionsResult],
@@ -31,7 +32,8 @@ extension Rooms {
         heartbeatCounters: [
             "events_received", "files_scanned", "cache_hits", "threats_found", "scan_errors", "events_lost",
             "opens_refused", "queue_overflows", "signatures_loaded", "queries_served",
-            "definitions_version", "definitions_created_unix", "excluded",
+            "definitions_version", "definitions_created_unix", "excluded", "exec_gate_allowed", "exec_gate_denied",
+            "exec_gate_unscanned",
         ],
         niceness: 10,
         // process (exec) and file (close-after-write) events

@@ -362,14 +362,25 @@ int mdatp_inode_generation(int fd, unsigned *generation)
 
 int mdatp_fanotify_exec_gate(void)
 {
-	/* Blocking reads (a thread waits on it); files opened read-only, without atime. */
-	int fd = fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC, O_RDONLY | O_LARGEFILE | O_CLOEXEC | O_NOATIME);
+	/* Non-blocking (the watchdog polls it); files opened read-only, without atime. */
+	int fd = fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK, O_RDONLY | O_LARGEFILE | O_CLOEXEC | O_NOATIME);
 	return fd < 0 ? -errno : fd;
 }
 
 int mdatp_fanotify_mark_exec(int fd, const char *path)
 {
 	return fanotify_mark(fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_OPEN_EXEC_PERM, AT_FDCWD, path) < 0 ? -errno : 0;
+}
+
+int mdatp_fanotify_ignore_exec(int fd, const char *path)
+{
+	return fanotify_mark(fd, FAN_MARK_ADD | FAN_MARK_IGNORED_MASK | FAN_MARK_IGNORED_SURV_MODIFY, FAN_OPEN_EXEC_PERM,
+			     AT_FDCWD, path) < 0 ? -errno : 0;
+}
+
+int mdatp_fanotify_flush_filesystems(int fd)
+{
+	return fanotify_mark(fd, FAN_MARK_FLUSH | FAN_MARK_FILESYSTEM, 0, AT_FDCWD, "/") < 0 ? -errno : 0;
 }
 
 long mdatp_fanotify_read(int fd, struct mdatp_fanotify_event *events, size_t max)
@@ -398,4 +409,34 @@ int mdatp_fanotify_respond(int fd, int event_fd, int allow)
 {
 	struct fanotify_response r = { .fd = event_fd, .response = allow ? FAN_ALLOW : FAN_DENY };
 	return write(fd, &r, sizeof r) == (ssize_t)sizeof r ? 0 : -errno;
+}
+
+pid_t mdatp_spawn_nowait(const char *path, char *const argv[], char *const envp[], const int *src, const int *dst, size_t n)
+{
+	/* fork, not vfork: the parent must not wait for the child's exec, which the
+	 * exec gate may hold until the parent relays a verdict. The child only makes
+	 * async-signal-safe calls. */
+	if (n > 64)
+		return -EINVAL;
+	pid_t pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid > 0)
+		return pid;
+	sigset_t none;
+	sigemptyset(&none);
+	for (int s = 1; s < 65; s++)
+		signal(s, SIG_DFL);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* Sources first to spare descriptors (200+i), so a target never clobbers a source. */
+	for (size_t i = 0; i < n; i++)
+		if (dup2(src[i], 200 + (int)i) < 0)
+			_exit(127);
+	for (size_t i = 0; i < n; i++) {
+		if (dup2(200 + (int)i, dst[i]) < 0)
+			_exit(127);
+		close(200 + (int)i);
+	}
+	execve(path, argv, envp);
+	_exit(127);
 }

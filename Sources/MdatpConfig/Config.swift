@@ -79,6 +79,9 @@ public struct SuiteConfig: Equatable, Sendable {
     public var allowedThreats: [String] = []
     /// Ours: in real_time enforcement, stop detected executables in the kernel at exec.
     public var kernelExecBlocking = "enabled"
+    /// Ours: with exec blocking, hold every exec for the scanner's verdict (fanotify);
+    /// disabled leaves the kernel's kill at exec for files already detected.
+    public var execGate = "enabled"
     /// Defender's offline update source; here a local directory holding a package.
     public var offlineDefinitionUpdateUrl: String?
     public var ebpfSupplementaryEventProvider = "enabled"
@@ -94,6 +97,7 @@ public struct SuiteConfig: Equatable, Sendable {
 
     public var globalExclusions: [Exclusion] { exclusions.filter { $0.scopes.contains(.global) } }
     public var execBlockingActive: Bool { enforcementLevel == "real_time" && kernelExecBlocking == "enabled" }
+    public var execGateActive: Bool { execBlockingActive && execGate == "enabled" }
 }
 
 public enum ConfigLoader {
@@ -250,6 +254,7 @@ enum Schema {
             "threatTypeSettings": threatTypeSettings,
             "allowedThreats": allowedThreats,
             "kernelExecBlocking": enabledDisabled,
+            "execGate": enabledDisabled,
             "offlineDefinitionUpdateUrl": { v in
                 guard let s = v.string, s.hasPrefix("/"), s.utf8.count < 4096 else { return "must be an absolute local directory (URL mirrors come with the uplink)" }
                 return nil
@@ -376,6 +381,7 @@ extension SuiteConfig {
             for t in v.array! { threatTypeSettings[t["key"]!.string!] = t["value"]!.string! }
         case "antivirusEngine.allowedThreats": allowedThreats = v.array!.compactMap(\.string)
         case "antivirusEngine.kernelExecBlocking": kernelExecBlocking = v.string!
+        case "antivirusEngine.execGate": execGate = v.string!
         case "antivirusEngine.offlineDefinitionUpdateUrl": offlineDefinitionUpdateUrl = v.string!
         case "features.ebpfSupplementaryEventProvider": ebpfSupplementaryEventProvider = v.string!
         case "features.scheduledScan": scheduledScan.enabled = v.string! == "enabled"

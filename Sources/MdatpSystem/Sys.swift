@@ -265,6 +265,17 @@ public enum Sys {
         return (marked, failed)
     }
 
+    /// Execs of this file are never reported to the group (the suite's own programs).
+    public static func fanotifyIgnoreExec(_ fd: Int32, path: String) throws(Errno) {
+        let rc = mdatp_fanotify_ignore_exec(fd, path)
+        if rc < 0 { throw Errno(-rc, "fanotify ignore \(path)") }
+    }
+
+    /// Removes every filesystem mark (execs pass ungated).
+    public static func fanotifyUnmarkAll(_ fd: Int32) {
+        _ = mdatp_fanotify_flush_filesystems(fd)
+    }
+
     public struct FanotifyEvent: Equatable, Sendable {
         public let mask: UInt64
         public let fd: Int32
@@ -272,10 +283,11 @@ public enum Sys {
         public var isExecPermission: Bool { mask & MDATP_FAN_OPEN_EXEC_PERM != 0 }
     }
 
-    /// The next batch of events (blocking).
+    /// The next batch of events (empty when none is waiting on a non-blocking group).
     public static func fanotifyRead(_ fd: Int32) throws(Errno) -> [FanotifyEvent] {
         var buf = [mdatp_fanotify_event](repeating: mdatp_fanotify_event(), count: 64)
         let n = mdatp_fanotify_read(fd, &buf, buf.count)
+        if n == -Int(EAGAIN) { return [] }
         if n < 0 { throw Errno(Int32(-n), "fanotify read") }
         return buf.prefix(Int(n)).map { FanotifyEvent(mask: $0.mask, fd: $0.fd, pid: $0.pid) }
     }
@@ -513,37 +525,16 @@ public enum Sys {
     /// fixed numbers (source fd -> target fd), everything else closed by
     /// O_CLOEXEC. The child gets an empty signal mask and default handlers.
     public static func spawn(_ path: String, argv: [String], env: [String], fds: [(Int32, Int32)]) throws(Errno) -> pid_t {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        // Move sources above the targets first so a target never clobbers a source.
-        var moved: [(Int32, Int32)] = []
-        for (i, (src, dst)) in fds.enumerated() {
-            let tmp = Int32(200 + i)
-            posix_spawn_file_actions_adddup2(&actions, src, tmp)
-            moved.append((tmp, dst))
-        }
-        for (tmp, dst) in moved {
-            posix_spawn_file_actions_adddup2(&actions, tmp, dst)
-            posix_spawn_file_actions_addclose(&actions, tmp)
-        }
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        var all = sigset_t()
-        sigfillset(&all)
-        posix_spawnattr_setsigmask(&attr, &empty)
-        posix_spawnattr_setsigdefault(&attr, &all)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        var pid: pid_t = 0
-        let rc = withCStrings(argv) { cargv in
+        // Forked, not posix_spawn'd: the caller never waits on the child's exec (see mdatp_spawn_nowait).
+        let src = fds.map(\.0), dst = fds.map(\.1)
+        let pid = withCStrings(argv) { cargv in
             withCStrings(env) { cenv in
-                posix_spawn(&pid, path, &actions, &attr, UnsafePointer(cargv).withMemoryRebound(to: UnsafeMutablePointer<CChar>?.self, capacity: argv.count + 1) { $0 }, UnsafePointer(cenv).withMemoryRebound(to: UnsafeMutablePointer<CChar>?.self, capacity: env.count + 1) { $0 })
+                mdatp_spawn_nowait(path, UnsafePointer(cargv).withMemoryRebound(to: UnsafeMutablePointer<CChar>?.self, capacity: argv.count + 1) { $0 },
+                                   UnsafePointer(cenv).withMemoryRebound(to: UnsafeMutablePointer<CChar>?.self, capacity: env.count + 1) { $0 },
+                                   src, dst, fds.count)
             }
         }
-        if rc != 0 { throw Errno(rc, "posix_spawn \(path)") }
+        if pid < 0 { throw Errno(-pid, "fork \(path)") }
         return pid
     }
 

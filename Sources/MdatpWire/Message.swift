@@ -22,6 +22,8 @@ public enum MessageType: UInt16, CaseIterable, Sendable {
     case definitionsResult = 22 // scanner -> watchdog: 0 and the version now in use, or an errno and why
     case importDefinitions = 23 // watchdog -> scanner: add the admin's source staged at this path to the set in use
     case denyRemove = 24        // watchdog -> collector: take this identity out of the kernel deny table
+    case execCheck = 25         // watchdog -> scanner (exec gate channel): may this file run? (its descriptor attached)
+    case execVerdict = 26       // scanner -> watchdog (exec gate channel): the answer to an execCheck
 
     /// Allowed payload length range.
     public var lengths: ClosedRange<Int> {
@@ -35,6 +37,8 @@ public enum MessageType: UInt16, CaseIterable, Sendable {
         case .quarantine: return 20...(20 + Message.maxThreatNameBytes + Message.maxPathBytes)
         case .quarantineResult: return 36...36
         case .denyExecutable, .denyUpdate, .denyRemove: return 24...24
+        case .execCheck: return 12...12
+        case .execVerdict: return 12...12
         case .denyResult, .execBlocking: return 4...4
         case .loadDefinitions, .importDefinitions: return 2...Message.maxPathBytes
         case .definitionsResult: return 12...(12 + 512)
@@ -46,7 +50,7 @@ public enum MessageType: UInt16, CaseIterable, Sendable {
     /// Whether a descriptor must, must not, or (openResult) must exactly when status is 0, come with it.
     public var descriptor: DescriptorRule {
         switch self {
-        case .query: return .required
+        case .query, .execCheck: return .required
         case .openResult: return .withSuccess
         default: return .forbidden
         }
@@ -79,6 +83,8 @@ public enum Message: Equatable, Sendable {
     case denyResult(status: Int32)
     case denyUpdate(FileIdentity)
     case denyRemove(FileIdentity)
+    case execCheck(token: UInt64, pid: Int32)
+    case execVerdict(token: UInt64, allow: Bool)
     case execBlocking(enabled: Bool)
     case loadDefinitions(path: [UInt8])
     case importDefinitions(path: [UInt8])
@@ -107,6 +113,8 @@ public enum Message: Equatable, Sendable {
         case .denyResult: return .denyResult
         case .denyUpdate: return .denyUpdate
         case .denyRemove: return .denyRemove
+        case .execCheck: return .execCheck
+        case .execVerdict: return .execVerdict
         case .execBlocking: return .execBlocking
         case .loadDefinitions: return .loadDefinitions
         case .importDefinitions: return .importDefinitions
@@ -145,6 +153,12 @@ public enum Message: Equatable, Sendable {
             payload.appendLE(f.ino)
             payload.appendLE(f.generation ?? 0)
             payload.appendLE(UInt32(f.generation == nil ? 0 : 1))
+        case .execCheck(let token, let pid):
+            payload.appendLE(token)
+            payload.appendLE(UInt32(bitPattern: pid))
+        case .execVerdict(let token, let allow):
+            payload.appendLE(token)
+            payload.appendLE(UInt32(allow ? 1 : 0))
         case .denyResult(let status):
             payload.appendLE(UInt32(bitPattern: status))
         case .execBlocking(let on):
@@ -217,6 +231,12 @@ public enum Message: Equatable, Sendable {
         case .loadDefinitions:
             guard payload.first == 0x2f, !payload.contains(0) else { throw ProtocolViolation(reason: "loadDefinitions path must be absolute") }
             return .loadDefinitions(path: payload)
+        case .execCheck:
+            return .execCheck(token: payload.readLE(UInt64.self, at: 0), pid: Int32(bitPattern: payload.readLE(UInt32.self, at: 8)))
+        case .execVerdict:
+            let v = payload.readLE(UInt32.self, at: 8)
+            guard v <= 1 else { throw ProtocolViolation(reason: "execVerdict \(v)") }
+            return .execVerdict(token: payload.readLE(UInt64.self, at: 0), allow: v == 1)
         case .importDefinitions:
             guard payload.first == 0x2f, !payload.contains(0) else { throw ProtocolViolation(reason: "importDefinitions path must be absolute") }
             return .importDefinitions(path: payload)

@@ -1,15 +1,16 @@
-// The scanner's side of the exec gate: one thread reads the fanotify group the
-// watchdog handed over (fd 8) and answers every exec on the marked
-// filesystems before the program runs — allow, or deny when the file is a
-// threat the policy blocks. Answers come from its own verdict cache when the
-// file is unchanged (a stat, not a read), else from a scan of the descriptor
-// the kernel gave it. A denial is passed to the main thread (through an
-// eventfd) to be recorded, denied at exec for its other names and
-// quarantined: the request channel is the main thread's alone. The watchdog's
-// own execs (starting rooms) are let through unread.
+// The scanner's side of the exec gate: the watchdog holds the fanotify group
+// (the kernel opens each event's file with the reader's credentials, which a
+// sandboxed room does not have) and hands every exec's file descriptor over
+// the gate channel (fd 8); this thread answers — allow, or deny when the file
+// is a threat the policy blocks. Answers come from its own verdict cache when
+// the file is unchanged (a stat, not a read), else from a scan of the
+// descriptor. A denial is passed to the main thread (through an eventfd) to be
+// recorded, denied at exec for its other names and quarantined: the request
+// channel is the main thread's alone.
 import Glibc
 import MdatpRoom
 import MdatpSystem
+import MdatpWire
 import ScanEngine
 
 final class ExecGateThread: @unchecked Sendable {
@@ -80,12 +81,20 @@ final class ExecGateThread: @unchecked Sendable {
         var scanner: ContentScanner?
         var mine = -1
         var cache = ScanCache(capacity: 32_768)
+        let channel = Channel(fd: gate)
         while true {
-            let events: [Sys.FanotifyEvent]
-            do throws(Errno) { events = try Sys.fanotifyRead(gate) } catch {
-                if error.code == EINTR || error.code == EAGAIN { continue }
-                roomLog("scanner", "exec gate: \(error); execs are no longer gated")
+            let token: UInt64, pid: Int32, fd: Int32
+            switch try? channel.receive() {
+            case .message(.execCheck(let t, let p), let f)?:
+                (token, pid, fd) = (t, p, f)
+            case .closed?, nil:
+                roomLog("scanner", "exec gate channel closed: execs are no longer gated")
                 return
+            case .message(let m, let f)?:
+                if f >= 0 { Sys.close(f) }
+                roomFail("scanner", "exec gate channel: \(m.type) is not an execCheck", code: 1)
+            case .violation(let v)?:
+                roomFail("scanner", "exec gate channel: \(v)", code: 1)
             }
             pthread_mutex_lock(&lock)
             if mine != generation || scanner == nil {
@@ -94,26 +103,18 @@ final class ExecGateThread: @unchecked Sendable {
                 cache.clear()
             }
             pthread_mutex_unlock(&lock)
-            for e in events {
-                guard e.fd >= 0 else { continue }
-                guard e.isExecPermission else { Sys.close(e.fd); continue }
-                let verdict = e.pid == watchdog ? nil : decide(e.fd, scanner: scanner!, cache: &cache)
-                let deny = verdict.map { policy.action(for: $0) == .block } ?? false
-                try? Sys.fanotifyRespond(gate, event: e.fd, allow: !deny)
-                pthread_mutex_lock(&lock)
-                if deny, let d = verdict {
-                    denied &+= 1
-                    denials.append(Denial(detection: d, fd: e.fd, pid: e.pid))
-                } else {
-                    allowed &+= 1
-                }
-                pthread_mutex_unlock(&lock)
-                if deny {
-                    Sys.eventfdSignal(wake)
-                } else {
-                    Sys.close(e.fd)
-                }
+            let verdict = pid == watchdog ? nil : decide(fd, scanner: scanner!, cache: &cache)
+            let deny = verdict.map { policy.action(for: $0) == .block } ?? false
+            try? channel.send(.execVerdict(token: token, allow: !deny))
+            pthread_mutex_lock(&lock)
+            if deny, let d = verdict {
+                denied &+= 1
+                denials.append(Denial(detection: d, fd: fd, pid: pid))
+            } else {
+                allowed &+= 1
             }
+            pthread_mutex_unlock(&lock)
+            if deny { Sys.eventfdSignal(wake) } else { Sys.close(fd) }
         }
     }
 

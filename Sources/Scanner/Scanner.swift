@@ -642,8 +642,8 @@ public enum ScannerRoom {
         }
         guard let package = loaded else { roomFail(name, "no usable definitions", code: RoomExit.badConfig) }
 
-        // The exec gate, if the watchdog handed one over: its wake-up eventfd is made
-        // now (the sandbox has no eventfd2), its thread after the sandbox.
+        // The exec gate's channel, if the watchdog handed one over: its wake-up eventfd
+        // is made now (the sandbox has no eventfd2), its thread after the sandbox.
         let hasGate = fcntl(RoomFD.execGate, F_GETFD) >= 0
         let gateWake = hasGate ? ((try? Sys.eventfd()) ?? -1) : -1
         let watchdogPid = getppid() // the sandbox has no getppid

@@ -1,12 +1,15 @@
-// The exec gate: a fanotify group for FAN_OPEN_EXEC_PERM, made by root (it
-// needs CAP_SYS_ADMIN) and handed to the scanner, which alone holds it and
-// answers every exec on the marked filesystems: allow, or deny (execve fails
-// with EPERM, the program never runs) when the file is a threat the policy
-// blocks. Only in real_time enforcement with kernel exec blocking on. If the
-// scanner dies its descriptor closes and the kernel lets pending execs through
-// (fail open); the watchdog never keeps a copy, or a dead scanner would hang
-// every exec on the machine.
+// The exec gate: a fanotify group for FAN_OPEN_EXEC_PERM, held by the watchdog
+// (marking filesystems needs CAP_SYS_ADMIN, and the kernel opens each event's
+// file with the reader's credentials, which a sandboxed room lacks). Every
+// exec on the marked filesystems waits while the watchdog hands the file's
+// descriptor to the scanner's gate thread and relays its answer: allow, or
+// deny (execve fails with EPERM: the program never runs). It fails open —
+// no scanner, a scanner too slow (3 s), too many waiting: allow — and the
+// suite's own programs carry ignore marks, so starting a room never waits on
+// a room. Filesystems are marked only while a scanner is ready. Only in
+// real_time enforcement with kernel exec blocking on.
 import Glibc
+import MdatpRoom
 import MdatpSystem
 
 enum ExecGate {
@@ -55,40 +58,137 @@ enum ExecGate {
     }
 }
 
+/// The watchdog's half: the group, the execs waiting, and what it counted.
+final class ExecGateBroker {
+    let fd: Int32
+    var armed = false
+    var pending: [UInt64: (fd: Int32, since: Double)] = [:]
+    var nextToken: UInt64 = 1
+    var forwarded: UInt64 = 0
+    var failedOpen: UInt64 = 0   // allowed without a verdict (no scanner, timeout, overload)
+    static let timeoutSeconds = 3.0
+    static let maxPending = 1024
+
+    init(fd: Int32) { self.fd = fd }
+
+    func respond(_ eventFd: Int32, allow: Bool) {
+        try? Sys.fanotifyRespond(fd, event: eventFd, allow: allow)
+        Sys.close(eventFd)
+    }
+
+    /// Lets every waiting exec through (the scanner is gone or too slow).
+    func releaseAll() {
+        for (_, p) in pending { respond(p.fd, allow: true); failedOpen &+= 1 }
+        pending.removeAll()
+    }
+}
+
 extension Watchdog {
-    /// An unmarked group for a scanner about to start, or nil (and why, for the status).
-    /// It is marked only once that scanner says ready: marked now, the scanner's own
-    /// exec would wait on a verdict only it can give.
-    func makeExecGate() -> Int32? {
-        guard config.execBlockingActive else {
-            execGateState = "off (needs real_time enforcement and kernel exec blocking)"
-            return nil
+    var scannerSlot: RoomSlot? { rooms.first { $0.manifest.descriptors.contains { $0.number == RoomFD.execGate } } }
+
+    /// Makes (or drops) the group to match the configuration.
+    func configureExecGate() {
+        if !config.execGateActive && execGate == nil {
+            execGateState = "off (needs real_time enforcement, kernel exec blocking and antivirusEngine.execGate)"
         }
-        do throws(Errno) {
-            return try Sys.fanotifyExecGroup()
-        } catch {
-            execGateState = "off (\(error))"
-            return nil
+        if config.execGateActive, execGate == nil {
+            do throws(Errno) {
+                let fd = try Sys.fanotifyExecGroup()
+                // The suite's own programs: starting a room never waits on a room.
+                for exe in ["mdatp-watchdog", "mdatp"] + Rooms.all.map(\.executable) {
+                    do throws(Errno) { try Sys.fanotifyIgnoreExec(fd, path: binDir + "/" + exe) } catch { log("exec gate: \(error)") }
+                }
+                execGate = ExecGateBroker(fd: fd)
+                execGateState = "waiting for the scanner"
+                if let s = scannerSlot, case .running = s.supervision.state, s.gateChannel != nil { armExecGate() }
+            } catch {
+                execGateState = "off (\(error))"
+            }
+        } else if !config.execGateActive, let g = execGate {
+            g.releaseAll()
+            Sys.close(g.fd) // the kernel lets anything still waiting through
+            execGate = nil
+            execGateState = "off (needs real_time enforcement, kernel exec blocking and antivirusEngine.execGate)"
         }
     }
 
-    /// The scanner is ready (its gate thread reads the group): mark the filesystems
-    /// and let go of the watchdog's copy, so the scanner alone holds it.
-    func armExecGate(_ slot: RoomSlot) {
-        guard let fd = slot.pendingExecGate else { return }
-        slot.pendingExecGate = nil
-        defer { Sys.close(fd) }
+    /// The scanner is ready: mark the filesystems.
+    func armExecGate() {
+        guard let g = execGate, !g.armed, scannerSlot?.gateChannel != nil else { return }
         let info = (try? Sys.readFile("/proc/self/mountinfo", limit: 4 << 20)).map { String(decoding: $0, as: UTF8.self) } ?? ""
-        let (marked, failed) = Sys.fanotifyMarkExec(fd, mounts: ExecGate.mountsToMark(mountinfo: info))
+        let (marked, failed) = Sys.fanotifyMarkExec(g.fd, mounts: ExecGate.mountsToMark(mountinfo: info))
+        g.armed = !marked.isEmpty
         execGateState = marked.isEmpty ? "off (no filesystem could be marked: \(failed.prefix(3).joined(separator: "; ")))"
                                        : "fanotify (\(marked.count) filesystems)"
         if !failed.isEmpty { log("exec gate: not marked: \(failed.prefix(5).joined(separator: "; "))") }
         log("exec gate: \(execGateState)")
     }
 
-    /// A scanner that died before ready: its group goes with it.
-    func dropExecGate(_ slot: RoomSlot) {
-        if let fd = slot.pendingExecGate { Sys.close(fd) }
-        slot.pendingExecGate = nil
+    /// The scanner is gone: unmark, let waiting execs through.
+    func disarmExecGate() {
+        guard let g = execGate else { return }
+        if g.armed { Sys.fanotifyUnmarkAll(g.fd) }
+        g.armed = false
+        g.releaseAll()
+        execGateState = "waiting for the scanner (execs pass ungated)"
+    }
+
+    /// Exec events: each goes to the scanner's gate thread, or through if it cannot.
+    func serviceExecEvents() {
+        guard let g = execGate else { return }
+        for _ in 0..<64 {
+            guard let events = try? Sys.fanotifyRead(g.fd), !events.isEmpty else { return }
+            for e in events where e.fd >= 0 {
+                guard e.isExecPermission else { Sys.close(e.fd); continue }
+                guard g.armed, let ch = scannerSlot?.gateChannel, g.pending.count < ExecGateBroker.maxPending else {
+                    g.respond(e.fd, allow: true)
+                    g.failedOpen &+= 1
+                    continue
+                }
+                let token = g.nextToken
+                g.nextToken &+= 1
+                do throws(Errno) {
+                    try ch.send(.execCheck(token: token, pid: e.pid), descriptor: e.fd)
+                    g.pending[token] = (e.fd, Sys.monotonicSeconds())
+                    g.forwarded &+= 1
+                } catch {
+                    g.respond(e.fd, allow: true)
+                    g.failedOpen &+= 1
+                }
+            }
+        }
+    }
+
+    /// The scanner's answers.
+    func serviceExecVerdicts() {
+        guard let g = execGate, let slot = scannerSlot, let ch = slot.gateChannel else { return }
+        for _ in 0..<256 {
+            guard (try? Sys.pollReadable([ch.fd], timeoutMs: 0))?.first == true else { return }
+            switch try? ch.receive() {
+            case .message(.execVerdict(let token, let allow), _)?:
+                if let p = g.pending.removeValue(forKey: token) { g.respond(p.fd, allow: allow) }
+            case .closed?, nil:
+                slot.gateChannel = nil
+                disarmExecGate()
+                return
+            case .message(let m, let fd)?:
+                if fd >= 0 { Sys.close(fd) }
+                feed(slot, .misbehaved(reason: "exec gate channel: \(m.type) is not an execVerdict", now: Sys.monotonicSeconds()))
+                return
+            case .violation(let v)?:
+                feed(slot, .misbehaved(reason: "exec gate channel: \(v)", now: Sys.monotonicSeconds()))
+                return
+            }
+        }
+    }
+
+    /// Execs waiting longer than the timeout go through.
+    func expireExecChecks(now: Double) {
+        guard let g = execGate else { return }
+        for (token, p) in g.pending where now - p.since > ExecGateBroker.timeoutSeconds {
+            g.pending.removeValue(forKey: token)
+            g.respond(p.fd, allow: true)
+            g.failedOpen &+= 1
+        }
     }
 }

@@ -25,8 +25,8 @@ final class RoomSlot {
     var collectorInfo: CollectorInfo?
     /// Consumer rooms: their ring.
     var ring: ConsumerRingSlot?
-    /// The scanner's exec gate between spawn and ready (not yet marked).
-    var pendingExecGate: Int32?
+    /// The scanner's exec gate channel (the watchdog's end).
+    var gateChannel: Channel?
 
     init(manifest: RoomManifest) { self.manifest = manifest }
 }
@@ -64,6 +64,7 @@ public final class Watchdog {
     var denyList = DenyList()
     var nextScheduledScan: ScheduledRun?
     var execGateState = "off"
+    var execGate: ExecGateBroker?
 
     init(paths: SuitePaths, config: SuiteConfig, account: Account, binDir: String, signals: Int32) {
         self.signals = signals
@@ -178,9 +179,10 @@ public final class Watchdog {
             let (mine, theirs) = try Sys.seqpacketPair()
             var requestPair: (Int32, Int32)?
             if slot.manifest.sends.contains(.openForScan) { requestPair = try Sys.seqpacketPair() }
-            dropExecGate(slot)
-            let gate = slot.manifest.descriptors.contains { $0.number == RoomFD.execGate } ? makeExecGate() : nil
-            slot.pendingExecGate = gate // marked and let go when the scanner is ready
+            var gatePair: (Int32, Int32)?
+            if execGate != nil && slot.manifest.descriptors.contains(where: { $0.number == RoomFD.execGate }) { gatePair = try Sys.seqpacketPair() }
+            defer { if let (_, theirs) = gatePair { Sys.close(theirs) } }
+            let gate = gatePair?.1
             let exe = binDir + "/" + slot.manifest.executable
             let pid = try Sys.spawn(exe, argv: arguments(for: slot), env: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C"],
                                     fds: descriptors(for: slot, controlEnd: theirs, requestsEnd: requestPair?.1, execGate: gate))
@@ -193,6 +195,8 @@ public final class Watchdog {
                 Sys.close(room)
                 slot.requests = Channel(fd: ours)
             }
+            slot.gateChannel.map { Sys.close($0.fd) }
+            slot.gateChannel = gatePair.map { Channel(fd: $0.0) }
             slot.startedAt = now
             slot.heartbeat = nil
             slot.lastHeartbeatAt = now
@@ -223,6 +227,7 @@ public final class Watchdog {
     public func run() -> Int32 {
         feed(collector, .start(now: Sys.monotonicSeconds()))
         planScheduledScan()
+        configureExecGate()
         log("status: \(paths.statusFile)  events: mdatp events list  socket: \(paths.socket)")
         while true {
             let now = Sys.monotonicSeconds()
@@ -246,6 +251,15 @@ public final class Watchdog {
 
             var fds = [signals, listener]
             var handlers: [() -> Void] = []
+            expireExecChecks(now: now)
+            if let g = execGate {
+                fds.append(g.fd)
+                handlers.append { self.serviceExecEvents() }
+                if let c = scannerSlot?.gateChannel {
+                    fds.append(c.fd)
+                    handlers.append { self.serviceExecVerdicts() }
+                }
+            }
             for r in rooms {
                 if let c = r.channel {
                     fds.append(c.fd)
@@ -294,9 +308,10 @@ public final class Watchdog {
             slot.channel = nil
             slot.requests.map { Sys.close($0.fd) }
             slot.requests = nil
-            dropExecGate(slot)
-            if slot.manifest.descriptors.contains(where: { $0.number == RoomFD.execGate }) && config.execBlockingActive {
-                execGateState = "off (the scanner is not running: execs pass ungated)"
+            if slot === scannerSlot {
+                slot.gateChannel.map { Sys.close($0.fd) }
+                slot.gateChannel = nil
+                disarmExecGate()
             }
             feed(slot, .died(st, now: Sys.monotonicSeconds()))
         }
@@ -329,6 +344,7 @@ public final class Watchdog {
             supervisor = Supervisor(policy: c.sensor.restart)
             log("configuration reloaded")
             planScheduledScan()
+            configureExecGate()
             let now = Sys.monotonicSeconds()
             for r in rooms { feed(r, .reset(now: now)) }
             if collectorChanged, let pid = collector.supervision.state.pid {
@@ -357,7 +373,7 @@ public final class Watchdog {
             feed(slot, .ready(now: now))
             log("\(slot.manifest.name) ready")
             if slot === collector { replayDenyList() }
-            armExecGate(slot)
+            if slot === scannerSlot { armExecGate() }
         case .message(.heartbeat(let h), _)? where slot.manifest.sends.contains(.heartbeat):
             slot.heartbeat = h
             slot.lastHeartbeatAt = now

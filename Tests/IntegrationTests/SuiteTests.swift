@@ -52,7 +52,9 @@ final class SuiteTests: XCTestCase {
         XCTAssertEqual(try s.cli(["health", "--field", "no_such_field"]).code, 64)
         XCTAssertEqual(h["real_time_protection_enabled"]?.bool, true)
         XCTAssertEqual(h["real_time_protection_available"]?.bool, true)
-        XCTAssertEqual(h["real_time_protection_subsystem"]?.string, "ebpf")
+        // real_time with exec blocking: the fanotify exec gate holds each exec for a verdict.
+        XCTAssertEqual(h["real_time_protection_subsystem"]?.string, "ebpf+fanotify")
+        XCTAssertTrue(h["exec_gate"]?.string?.hasPrefix("fanotify") ?? false)
     }
 
     // Antivirus (issue 3, first part): real-time detection of what an ordinary user writes.
@@ -286,6 +288,39 @@ final class SuiteTests: XCTestCase {
             let list = try? JSON.parse(try s.cli(["scan", "list", "--output", "json"]).out)
             return list?["scans"]?.array?.first?["kind"]?.string == "scheduled_quick"
         }
+    }
+
+    func testTheExecGateRefusesAKnownBadProgramTheMomentItIsWritten() throws {
+        let s = try suite()
+        XCTAssertTrue(s.status()?["sensor"]?["exec_gate"]?.string?.hasPrefix("fanotify") ?? false, "\(s.status()?["sensor"] ?? .null)")
+        let dir = try makeTempDir("mdatp-gate")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // A script carrying the EICAR string, run right after it is written: before the
+        // real-time scan of the write could act, so only the gate can stop it. (If that scan
+        // wins the race the file is gone: try again with a new one.)
+        var refused = ""
+        for attempt in 0..<5 where refused.isEmpty {
+            let path = dir + "/run-me-\(attempt).sh"
+            let script = "#!/bin/sh\n# " + #"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"# + "\ntouch " + dir + "/ran\n"
+            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o755)
+            _ = Array(script.utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            close(fd)
+            var pid: pid_t = 0
+            let rc = posix_spawn(&pid, path, nil, nil, [strdup(path), nil], nil)
+            if rc == 0 { var st: Int32 = 0; waitpid(pid, &st, 0) }
+            if rc == EPERM { refused = path } else { XCTAssertEqual(rc, ENOENT, "neither refused nor already quarantined") }
+        }
+        XCTAssertFalse(refused.isEmpty, "the gate never refused the exec: \(s.status()?["sensor"] ?? .null) \(s.room("scanner", in: s.status())?["counters"] ?? .null) \((try? String(contentsOfFile: s.prefix + "/etc/opt/mdatp/mdatp.json", encoding: .utf8)) ?? "") \(s.tailOfLog())")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/ran"), "its code never ran")
+        let t = try s.waitForThreat(path: refused) { ($0["action"]?.string ?? "").hasPrefix("blocked_at_exec") }
+        XCTAssertTrue(t["name"]?.string?.contains("EICAR") ?? false, t.serialized())
+        try s.waitUntil("gate denial counted", timeout: 20) { st in (s.room("scanner", in: st)?["counters"]?["exec_gate_denied"]?.int ?? 0) >= 1 }
+        // Everything else runs.
+        let ok = Process()
+        ok.executableURL = URL(fileURLWithPath: "/usr/bin/true")
+        try ok.run()
+        ok.waitUntilExit()
+        XCTAssertEqual(ok.terminationStatus, 0)
     }
 
     func testQuickAndFullScansRunAndCancel() throws {
@@ -867,17 +902,15 @@ final class ExecBlockingTests: XCTestCase {
         let trueBytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: realPath("/usr/bin/true"))))
         let dropper = trueBytes + Sys.randomBytes(64)
         let sha = try sha256Hex(dropper)
-        // A second one, for the exec gate: never seen before it is run.
-        let fresh = trueBytes + Sys.randomBytes(64)
-        let freshSha = try sha256Hex(fresh)
         // The suite's own EDR program, to check it is never denied nor quarantined.
         let edrPath = realPath(Harness.binDir + "/mdatp-edr")
         let edrSha = try sha256Hex([UInt8](try Data(contentsOf: URL(fileURLWithPath: edrPath))))
         let edrSize = try Sys.stat(edrPath).st_size
         // A signed package of the test's own, trusted by this bin directory only.
-        try makePackage(signatures: ["test.hsb": "\(sha):\(dropper.count):Unix.Trojan.TestDropper\n\(edrSha):\(edrSize):Unix.Trojan.NotReally\n\(freshSha):\(fresh.count):Unix.Trojan.FreshDropper\n"],
+        try makePackage(signatures: ["test.hsb": "\(sha):\(dropper.count):Unix.Trojan.TestDropper\n\(edrSha):\(edrSize):Unix.Trojan.NotReally\n"],
                         version: "1.0.0.1", keyDir: bin + "/keys", out: bin + "/definitions")
-        let s = try Suite(name: "av", config: #"{"antivirusEngine": {"enforcementLevel": "real_time"}, "sensor": {"statusIntervalSeconds": 1}}"#,
+        // The exec gate off: this proves the kernel's kill at exec (the path when no gate holds execs).
+        let s = try Suite(name: "av", config: #"{"antivirusEngine": {"enforcementLevel": "real_time", "execGate": "disabled"}, "sensor": {"statusIntervalSeconds": 1}}"#,
                           watchdogBinDir: bin)
         try s.start(waitFor: ["collector", "edr", "scanner"])
         defer { s.stop() }
@@ -916,20 +949,6 @@ final class ExecBlockingTests: XCTestCase {
         try ok.run()
         ok.waitUntilExit()
         XCTAssertEqual(ok.terminationStatus, 0)
-
-        // The exec gate: a known-bad file run the moment it is written never runs
-        // (execve fails with EPERM before the scanner has seen the file otherwise).
-        XCTAssertTrue(s.status()?["sensor"]?["exec_gate"]?.string?.hasPrefix("fanotify") ?? false, "\(s.status()?["sensor"] ?? .null)")
-        let freshPath = dir + "/fresh"
-        let ffd = open(freshPath, O_WRONLY | O_CREAT | O_EXCL, 0o755)
-        _ = fresh.withUnsafeBytes { write(ffd, $0.baseAddress, $0.count) }
-        close(ffd)
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, freshPath, nil, nil, [strdup(freshPath), nil], nil)
-        XCTAssertEqual(rc, EPERM, "the exec must be refused by the gate")
-        let gated = try s.waitForThreat(path: freshPath) { ($0["action"]?.string ?? "").hasPrefix("blocked_at_exec") }
-        XCTAssertEqual(gated["name"]?.string, "Unix.Trojan.FreshDropper")
-        try s.waitUntil("gate denial counted", timeout: 20) { st in (s.room("scanner", in: st)?["counters"]?["exec_gate_denied"]?.int ?? 0) >= 1 }
 
         // The deny list outlives the collector: a new one is given it when ready
         // (the third name of the inode, which nothing has run or moved yet).

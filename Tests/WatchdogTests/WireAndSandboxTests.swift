@@ -19,6 +19,7 @@ final class WireTests: XCTestCase {
             (.denyUpdate(FileIdentity(dev: 0xfe00, ino: 42, generation: nil)), false), (.denyRemove(FileIdentity(dev: 1, ino: 2, generation: 3)), false),
             (.execBlocking(enabled: true), false),
             (.loadDefinitions(path: Array("/var/opt/mdatp/definitions/staging-1".utf8)), false),
+            (.execCheck(token: 7, pid: 1234), true), (.execVerdict(token: 7, allow: false), false),
             (.importDefinitions(path: Array("/var/opt/mdatp/definitions/extra/staging-1".utf8)), false),
             (.definitionsResult(status: 22, version: 0x0001_0000_0001_0000, reason: "not newer"), false),
         ]

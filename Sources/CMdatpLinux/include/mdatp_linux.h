@@ -71,8 +71,14 @@ struct mdatp_fanotify_event {
 #define MDATP_FAN_OPEN_EXEC_PERM 0x00040000ull
 int mdatp_fanotify_exec_gate(void);
 int mdatp_fanotify_mark_exec(int fd, const char *path);
+int mdatp_fanotify_ignore_exec(int fd, const char *path);
+int mdatp_fanotify_flush_filesystems(int fd);
 long mdatp_fanotify_read(int fd, struct mdatp_fanotify_event *events, size_t max);
 int mdatp_fanotify_respond(int fd, int event_fd, int allow);
+
+/* Starts `path` in a forked child with descriptors src[i] at dst[i], signals
+ * reset, and returns at once (an exec failure shows as exit code 127). */
+pid_t mdatp_spawn_nowait(const char *path, char *const argv[], char *const envp[], const int *src, const int *dst, size_t n);
 
 int mdatp_seccomp_allow(const char *const *names, size_t n, int log_only, size_t *bad_index);
 /* A syscall no room allows: personality(0xffffffff) only queries, so it is

@@ -24,11 +24,12 @@ extension Rooms {
         readWritePaths: { p in [p.scannerDir] },
         descriptors: consumerDescriptors + [
             FixedDescriptor(RoomFD.requests, "request channel: files opened by the watchdog"),
-            FixedDescriptor(RoomFD.execGate, "fanotify exec gate, answered by a thread (only with real_time enforcement and exec blocking)"),
+            FixedDescriptor(RoomFD.execGate, "exec gate channel: the watchdog's fanotify exec events, answered by a thread (real_time enforcement with exec blocking only)"),
         ],
         peers: ["watchdog", "collector (through the ring)", "CLI clients (sockets passed by the watchdog)"],
-        sends: [.ready, .heartbeat, .openForScan, .quarantine, .denyExecutable, .definitionsResult],
-        receives: [.shutdown, .selftestForbidden, .query, .openResult, .quarantineResult, .denyResult, .loadDefinitions, .importDefinitions],
+        sends: [.ready, .heartbeat, .openForScan, .quarantine, .denyExecutable, .definitionsResult, .execVerdict],
+        receives: [.shutdown, .selftestForbidden, .query, .openResult, .quarantineResult, .denyResult, .loadDefinitions, .importDefinitions,
+                   .execCheck],
         heartbeatCounters: [
             "events_received", "files_scanned", "cache_hits", "threats_found", "scan_errors", "events_lost",
             "opens_refused", "queue_overflows", "signatures_loaded", "queries_served",

@@ -117,6 +117,8 @@ public enum CollectorRoom {
         let calibrated = calibrateCreatedFlag(loop.bss, dir: paths.runDir)
         let deny = DenyTable(slots: loop.bss.deny_table!)
         if args.flag("exec-blocking") { loop.bss.exec_blocking!.pointee = 1 }
+        var watched = WatchedFiles(slots: loop.bss.watched_files!)
+        watched.refresh()
 
         // 5. Consumer rings, inherited at fixed descriptors.
         for (i, spec) in args.all("consumer").enumerated() {
@@ -155,8 +157,13 @@ public enum CollectorRoom {
             if n < 0 && n != -EINTR { roomFail(name, "kernel ring poll failed: \(n)", code: RoomExit.transient) }
             _ = mdatp_bpf_rings_consume(bpf)
             loop.flush()
-            if clock.due() { try? control.send(.heartbeat(loop.heartbeat())) }
-            if let ready = try? Sys.pollReadable([control.fd], timeoutMs: 0), ready[0] {
+            if clock.due() {
+                try? control.send(.heartbeat(loop.heartbeat()))
+                watched.refresh()
+            }
+            // Every control message waiting (deny-list replays come in thousands), bounded per turn.
+            for _ in 0..<512 {
+                guard let ready = try? Sys.pollReadable([control.fd], timeoutMs: 0), ready[0] else { break }
                 switch room.nextControlMessage(manifest) {
                 case (.shutdown, _):
                     // Drain what the kernel holds, then go.

@@ -145,7 +145,7 @@ extension Watchdog {
                 return refuse(fd, "no such running room", code: "usage")
             }
             do throws(Errno) {
-                try ch.send(.selftestForbidden)
+                try ch.send(.selftestForbidden, nowait: true)
                 reply(fd, .object([("ok", .bool(true)), ("room", .string(name)), ("pid", JSON(Int(slot.supervision.state.pid ?? 0)))]))
             } catch {
                 refuse(fd, "cannot reach the room: \(error)", code: "unavailable")

@@ -86,7 +86,7 @@ extension Watchdog {
         }
         do throws(Errno) {
             let staging = try stage(from: src)
-            try ch.send(.loadDefinitions(path: Array(staging.utf8)))
+            try ch.send(.loadDefinitions(path: Array(staging.utf8)), nowait: true)
             pendingUpdate = PendingUpdate(client: fd, staging: staging)
             Sys.setTimeouts(fd, seconds: 5)
             return true // the reply comes with the scanner's verdict
@@ -178,7 +178,7 @@ extension Watchdog {
                 guard let safe = Watchdog.sourceName(n) else { continue }
                 try copyForScanner(from, to: staging + "/" + safe)
             }
-            try ch.send(.importDefinitions(path: Array(staging.utf8)))
+            try ch.send(.importDefinitions(path: Array(staging.utf8)), nowait: true)
             pendingUpdate = PendingUpdate(client: fd, staging: staging, importing: name)
             Sys.setTimeouts(fd, seconds: 5)
             return true

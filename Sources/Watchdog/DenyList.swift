@@ -67,8 +67,8 @@ extension Watchdog {
 
     /// A collector that just became ready gets every identity again.
     func replayDenyList() {
-        guard config.execBlockingActive, let ch = collector.channel, !denyList.entries.isEmpty else { return }
-        for f in denyList.entries { try? ch.send(.denyUpdate(f)) }
+        guard config.execBlockingActive, collector.channel != nil, !denyList.entries.isEmpty else { return }
+        for f in denyList.entries { post(collector, .denyUpdate(f)) }
         log("deny table: \(denyList.entries.count) identities given to the collector")
     }
 }

@@ -11,6 +11,7 @@
 import Glibc
 import MdatpRoom
 import MdatpSystem
+import MdatpWire
 
 enum ExecGate {
     /// Filesystems whose programs are not gated: the kernel's pseudo filesystems,
@@ -59,17 +60,26 @@ enum ExecGate {
 }
 
 /// The watchdog's half: the group, the execs waiting, and what it counted.
+/// The watchdog never blocks on the gate channel: a unix datagram queue holds
+/// only net.unix.max_dgram_qlen (10) messages, so a blocking send during an
+/// exec storm would wait on a scanner that itself waits to send its verdicts
+/// to us. Checks the channel cannot take yet wait in `backlog` and go out as
+/// it drains; everything waiting is let through after the timeout.
 final class ExecGateBroker {
+    struct Waiting { let token: UInt64; let fd: Int32; let pid: Int32; let since: Double }
     let fd: Int32
     var armed = false
     var pending: [UInt64: (fd: Int32, since: Double)] = [:]
+    var backlog: [Waiting] = []
     var nextToken: UInt64 = 1
     var forwarded: UInt64 = 0
     var failedOpen: UInt64 = 0   // allowed without a verdict (no scanner, timeout, overload)
     static let timeoutSeconds = 3.0
-    static let maxPending = 1024
+    static let maxWaiting = 1024
 
     init(fd: Int32) { self.fd = fd }
+
+    var waiting: Int { pending.count + backlog.count }
 
     func respond(_ eventFd: Int32, allow: Bool) {
         try? Sys.fanotifyRespond(fd, event: eventFd, allow: allow)
@@ -80,6 +90,27 @@ final class ExecGateBroker {
     func releaseAll() {
         for (_, p) in pending { respond(p.fd, allow: true); failedOpen &+= 1 }
         pending.removeAll()
+        for w in backlog { respond(w.fd, allow: true); failedOpen &+= 1 }
+        backlog.removeAll()
+    }
+
+    /// Sends what the channel takes now; the rest stays in the backlog, in order.
+    func flush(to ch: Channel) {
+        var sent = 0
+        for w in backlog {
+            do throws(Errno) {
+                try ch.send(.execCheck(token: w.token, pid: w.pid), descriptor: w.fd, nowait: true)
+                pending[w.token] = (w.fd, w.since)
+                forwarded &+= 1
+                sent += 1
+            } catch {
+                if error.code == EAGAIN { break }
+                respond(w.fd, allow: true) // the channel is broken: through
+                failedOpen &+= 1
+                sent += 1
+            }
+        }
+        backlog.removeFirst(sent)
     }
 }
 
@@ -136,27 +167,21 @@ extension Watchdog {
     /// Exec events: each goes to the scanner's gate thread, or through if it cannot.
     func serviceExecEvents() {
         guard let g = execGate else { return }
+        let now = Sys.monotonicSeconds()
         for _ in 0..<64 {
-            guard let events = try? Sys.fanotifyRead(g.fd), !events.isEmpty else { return }
+            guard let events = try? Sys.fanotifyRead(g.fd), !events.isEmpty else { break }
             for e in events where e.fd >= 0 {
                 guard e.isExecPermission else { Sys.close(e.fd); continue }
-                guard g.armed, let ch = scannerSlot?.gateChannel, g.pending.count < ExecGateBroker.maxPending else {
+                guard g.armed, scannerSlot?.gateChannel != nil, g.waiting < ExecGateBroker.maxWaiting else {
                     g.respond(e.fd, allow: true)
                     g.failedOpen &+= 1
                     continue
                 }
-                let token = g.nextToken
+                g.backlog.append(.init(token: g.nextToken, fd: e.fd, pid: e.pid, since: now))
                 g.nextToken &+= 1
-                do throws(Errno) {
-                    try ch.send(.execCheck(token: token, pid: e.pid), descriptor: e.fd)
-                    g.pending[token] = (e.fd, Sys.monotonicSeconds())
-                    g.forwarded &+= 1
-                } catch {
-                    g.respond(e.fd, allow: true)
-                    g.failedOpen &+= 1
-                }
             }
         }
+        if let ch = scannerSlot?.gateChannel, !g.backlog.isEmpty { g.flush(to: ch) }
     }
 
     /// The scanner's answers.
@@ -167,6 +192,7 @@ extension Watchdog {
             switch try? ch.receive() {
             case .message(.execVerdict(let token, let allow), _)?:
                 if let p = g.pending.removeValue(forKey: token) { g.respond(p.fd, allow: allow) }
+                if !g.backlog.isEmpty { g.flush(to: ch) }
             case .closed?, nil:
                 slot.gateChannel = nil
                 disarmExecGate()
@@ -190,5 +216,9 @@ extension Watchdog {
             g.respond(p.fd, allow: true)
             g.failedOpen &+= 1
         }
+        let expired = g.backlog.prefix { now - $0.since > ExecGateBroker.timeoutSeconds }.count
+        for w in g.backlog.prefix(expired) { g.respond(w.fd, allow: true); g.failedOpen &+= 1 }
+        g.backlog.removeFirst(expired)
+        if let ch = scannerSlot?.gateChannel, !g.backlog.isEmpty { g.flush(to: ch) }
     }
 }

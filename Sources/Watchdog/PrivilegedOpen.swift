@@ -76,12 +76,9 @@ extension Watchdog {
         // Kept first: a collector that is restarting gets it when it is ready.
         let gone = denyList.add(f)
         saveDenyList()
-        guard case .running = collector.supervision.state, let ch = collector.channel else { return EAGAIN }
-        do throws(Errno) {
-            for old in gone { try ch.send(.denyRemove(old)) }
-            try ch.send(.denyUpdate(f))
-        } catch { return error.code }
-        return 0
+        guard case .running = collector.supervision.state, collector.channel != nil else { return EAGAIN }
+        for old in gone { post(collector, .denyRemove(old)) }
+        return post(collector, .denyUpdate(f)) ? 0 : EPIPE
     }
 
     /// One request from a room's request channel.

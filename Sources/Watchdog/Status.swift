@@ -64,7 +64,7 @@ extension Watchdog {
         var sensor: [(String, JSON)] = [("supplementary_events_subsystem", .string("ebpf")), ("exec_gate", .string(execGateState)),
                                         ("exec_gate_forwarded", JSON(Int(execGate?.forwarded ?? 0))),
                                         ("exec_gate_failed_open", JSON(Int(execGate?.failedOpen ?? 0))),
-                                        ("exec_gate_waiting", JSON(execGate?.pending.count ?? 0))]
+                                        ("exec_gate_waiting", JSON(execGate?.waiting ?? 0))]
         if let info = collector.collectorInfo {
             sensor += [("hook_family", .string(info.hookFamily)), ("programs_attached", JSON(Int(info.programsAttached))),
                        ("created_flag_calibrated", .bool(info.createdFlagCalibrated)),

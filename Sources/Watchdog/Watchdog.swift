@@ -27,6 +27,8 @@ final class RoomSlot {
     var ring: ConsumerRingSlot?
     /// The scanner's exec gate channel (the watchdog's end).
     var gateChannel: Channel?
+    /// Control messages the channel could not take yet (see Watchdog.post).
+    var outbox: [Message] = []
 
     init(manifest: RoomManifest) { self.manifest = manifest }
 }
@@ -189,6 +191,7 @@ public final class Watchdog {
             Sys.close(theirs)
             slot.channel.map { Sys.close($0.fd) }
             slot.channel = Channel(fd: mine)
+            slot.outbox.removeAll()
             slot.requests.map { Sys.close($0.fd) }
             slot.requests = nil
             if let (ours, room) = requestPair {
@@ -207,6 +210,41 @@ public final class Watchdog {
         }
     }
 
+    /// Sends a control message without ever waiting: a unix datagram queue holds
+    /// only net.unix.max_dgram_qlen (10) messages, and a watchdog blocked on a
+    /// busy room stops supervising (and relaying exec verdicts) for everyone.
+    /// What the channel cannot take now waits in the room's outbox, in order,
+    /// and goes out as the room reads. False when the channel is gone.
+    @discardableResult
+    func post(_ slot: RoomSlot, _ m: Message) -> Bool {
+        guard slot.channel != nil else { return false }
+        if slot.outbox.count >= Watchdog.maxOutbox {
+            log("\(slot.manifest.name): \(slot.outbox.count) control messages unread")
+            feed(slot, .misbehaved(reason: "does not read its control channel (\(slot.outbox.count) messages waiting)", now: Sys.monotonicSeconds()))
+            return false
+        }
+        slot.outbox.append(m)
+        flushOutbox(slot)
+        return true
+    }
+
+    static let maxOutbox = 16_384
+
+    func flushOutbox(_ slot: RoomSlot) {
+        guard let ch = slot.channel else { slot.outbox.removeAll(); return }
+        var sent = 0
+        for m in slot.outbox {
+            do throws(Errno) {
+                try ch.send(m, nowait: true)
+                sent += 1
+            } catch {
+                if error.code != EAGAIN { slot.outbox.removeAll(); return } // broken: its death follows
+                break
+            }
+        }
+        slot.outbox.removeFirst(sent)
+    }
+
     /// Runs one event through the room's supervisor and carries out the actions.
     func feed(_ slot: RoomSlot, _ event: SupervisorEvent) {
         let (next, actions) = supervisor.transition(slot.supervision, event)
@@ -216,7 +254,7 @@ public final class Watchdog {
             case .spawn: spawn(slot)
             case .kill(let pid, let sig): try? Sys.kill(pid, sig)
             case .sendShutdown(let pid):
-                do throws(Errno) { try slot.channel?.send(.shutdown) } catch { try? Sys.kill(pid, SIGTERM) }
+                if slot.channel == nil || !post(slot, .shutdown) { try? Sys.kill(pid, SIGTERM) }
             case .report(let text): log("\(slot.manifest.name): \(text)")
             }
         }
@@ -249,6 +287,7 @@ public final class Watchdog {
                 return 0
             }
 
+            for r in rooms where !r.outbox.isEmpty { flushOutbox(r) }
             var fds = [signals, listener]
             var handlers: [() -> Void] = []
             expireExecChecks(now: now)
@@ -270,7 +309,9 @@ public final class Watchdog {
                     handlers.append { self.serveRequest(r) }
                 }
             }
-            guard let ready = try? Sys.pollReadable(fds, timeoutMs: 200) else { continue }
+            // A room's queue is full: come back soon to hand it the rest.
+            let waitMs: Int32 = rooms.contains { !$0.outbox.isEmpty } ? 10 : 200
+            guard let ready = try? Sys.pollReadable(fds, timeoutMs: waitMs) else { continue }
             if ready[0] { handleSignals() }
             if ready[1] { serveClients() }
             for (i, handle) in handlers.enumerated() where ready[i + 2] { handle() }
@@ -306,6 +347,7 @@ public final class Watchdog {
             }
             slot.channel.map { Sys.close($0.fd) }
             slot.channel = nil
+            slot.outbox.removeAll()
             slot.requests.map { Sys.close($0.fd) }
             slot.requests = nil
             if slot === scannerSlot {
@@ -355,7 +397,7 @@ public final class Watchdog {
             }
             if blockingChanged && !collectorChanged {
                 // Switched in place: a collector restart would leave the kernel unwatched for seconds.
-                try? collector.channel?.send(.execBlocking(enabled: c.execBlockingActive))
+                post(collector, .execBlocking(enabled: c.execBlockingActive))
             }
             if scannerChanged, let scanner = rooms.first(where: { $0.manifest.name == "scanner" }), scanner.supervision.state.pid != nil {
                 log("antivirus settings changed (enforcement level \(c.enforcementLevel)): restarting the scanner")

@@ -125,6 +125,7 @@ struct mdatp_bss_view mdatp_bpf_bss(mdatp_collector_bpf *b)
 		.fmode_created_mask = &b->skel->bss->fmode_created_mask,
 		.exec_blocking = &b->skel->bss->exec_blocking,
 		.deny_table = b->skel->bss->deny_table,
+		.watched_files = b->skel->bss->watched_files,
 	};
 	return v;
 }

@@ -35,6 +35,10 @@ public struct ExecInfo: Equatable, Sendable {
     public var cwd: String
     public var tty: String
     public var argv: [String]
+    /// What descriptors 0-2 were at exec: MDATP_STDIO_* per nibble (fd 0 lowest).
+    public var stdio: UInt32 = 0
+
+    public func stdioKind(_ fd: Int) -> UInt32 { (stdio >> UInt32(4 * fd)) & 0xf }
 }
 
 public struct FileInfo: Equatable, Sendable {
@@ -88,7 +92,7 @@ public struct KernelEvent: Equatable, Sendable {
 /// Event types with the names the CLI and store use.
 public enum EventKind: UInt16, CaseIterable, Sendable {
     case exec = 1, fork = 2, exit = 3
-    case fileCreate = 10, fileOpenWrite = 11, fileCloseWrite = 12, fileRename = 13, fileUnlink = 14, fileChmod = 15, fileChown = 16
+    case fileCreate = 10, fileOpenWrite = 11, fileCloseWrite = 12, fileRename = 13, fileUnlink = 14, fileChmod = 15, fileChown = 16, fileOpenRead = 17
     case netConnect = 20, netAccept = 21, netBind = 22, netListen = 23
     case ptrace = 30, moduleLoad = 31, bpfLoad = 32, credChange = 33, memfdCreate = 34, mount = 35, signalSuite = 36
     case unknown = 0
@@ -105,6 +109,7 @@ public enum EventKind: UInt16, CaseIterable, Sendable {
         case .fileUnlink: return "file_unlink"
         case .fileChmod: return "file_chmod"
         case .fileChown: return "file_chown"
+        case .fileOpenRead: return "file_open_read"
         case .netConnect: return "net_connect"
         case .netAccept: return "net_accept"
         case .netBind: return "net_bind"
@@ -147,6 +152,7 @@ public enum EventFlag {
     public static let pathRelative: UInt16 = 0x0020
     public static let stringTruncated: UInt16 = 0x0040
     public static let execBlocked: UInt16 = 0x0080
+    public static let exeDeleted: UInt16 = 0x0100
 }
 
 struct Reader {
@@ -206,7 +212,7 @@ public enum EventDecoder {
             let info = ExecInfo(ppid: r.u32(64), gid: r.u32(68), egid: r.u32(72), loginuid: r.u32(76), sessionid: r.u32(80),
                                 exeDev: r.u32(84), exeIno: r.u64(88), exeMtimeSec: r.i64(96), exeMtimeNsec: r.u32(104),
                                 exeMode: r.u32(108), startTimeNs: r.u64(112), argc: r.u32(120),
-                                exe: s[0], cwd: s[1], tty: s[2], argv: argv)
+                                exe: s[0], cwd: s[1], tty: s[2], argv: argv, stdio: r.u32(132))
             return KernelEvent(header: h, body: .exec(info))
         case .fork:
             try need(MemoryLayout<mdatp_fork_event>.size)
@@ -214,7 +220,7 @@ public enum EventDecoder {
         case .exit:
             try need(MemoryLayout<mdatp_exit_event>.size)
             return KernelEvent(header: h, body: .exit(ppid: r.u32(64), exitCode: r.u32(68), startNs: r.u64(72)))
-        case .fileCreate, .fileOpenWrite, .fileCloseWrite, .fileRename, .fileUnlink, .fileChmod, .fileChown:
+        case .fileCreate, .fileOpenWrite, .fileCloseWrite, .fileRename, .fileUnlink, .fileChmod, .fileChown, .fileOpenRead:
             let fixed = MemoryLayout<mdatp_file_event>.size
             try need(fixed)
             let s = try strings(fixed, [Int(r.u16(92)), Int(r.u16(94))])

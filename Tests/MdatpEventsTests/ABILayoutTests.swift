@@ -22,7 +22,7 @@ final class ABILayoutTests: XCTestCase {
         XCTAssertEqual(MemoryLayout<mdatp_deny_entry>.offset(of: \mdatp_deny_entry.state), 12)
         XCTAssertEqual(MemoryLayout<mdatp_prefix_key>.size, 260)
         XCTAssertEqual(MemoryLayout<mdatp_exe_key>.size, 16)
-        XCTAssertEqual(MDATP_ABI_VERSION, 1)
+        XCTAssertEqual(MDATP_ABI_VERSION, 2)
     }
 
     func testHeaderOffsets() {
@@ -89,6 +89,9 @@ final class ABILayoutTests: XCTestCase {
         XCTAssertEqual(off(\mdatp_sensitive_event.str1_len), 124)
         XCTAssertEqual(off(\mdatp_sensitive_event.str2_len), 126)
         XCTAssertEqual(off(\mdatp_sensitive_event.str3_len), 128)
+        XCTAssertEqual(off(\mdatp_exec_event.stdio), 132)
+        XCTAssertEqual(MemoryLayout<mdatp_watch_entry>.size, 16)
+        XCTAssertEqual(off(\mdatp_watch_entry.state), 12)
     }
 
     func testEventTypeNumbersMatchTheHeader() {
@@ -103,6 +106,7 @@ final class ABILayoutTests: XCTestCase {
             (.moduleLoad, MDATP_EV_MODULE_LOAD.rawValue), (.bpfLoad, MDATP_EV_BPF_LOAD.rawValue),
             (.credChange, MDATP_EV_CRED_CHANGE.rawValue), (.memfdCreate, MDATP_EV_MEMFD_CREATE.rawValue),
             (.mount, MDATP_EV_MOUNT.rawValue), (.signalSuite, MDATP_EV_SIGNAL_SUITE.rawValue),
+            (.fileOpenRead, MDATP_EV_FILE_OPEN_READ.rawValue),
         ]
         for (kind, raw) in pairs { XCTAssertEqual(UInt32(kind.rawValue), raw, kind.name) }
     }

@@ -90,6 +90,9 @@ struct {
 __u32 exec_blocking = 0;
 struct mdatp_deny_entry deny_table[MDATP_DENY_SLOTS] = {};
 
+/* Watched files (see mdatp_abi.h), kept current by the collector. */
+struct mdatp_watch_entry watched_files[MDATP_WATCH_SLOTS] = {};
+
 /* Counters, read by the collector through the mmapped .bss. */
 struct mdatp_kernel_counters counters = {};
 

@@ -11,7 +11,7 @@
 #ifndef MDATP_ABI_H
 #define MDATP_ABI_H
 
-#define MDATP_ABI_VERSION 1
+#define MDATP_ABI_VERSION 2
 
 /* Bounds. Paths are walked from dentries in the kernel, argv copied from the
  * new mm; anything longer is cut and flagged. */
@@ -51,6 +51,7 @@ enum mdatp_event_type {
 	MDATP_EV_FILE_UNLINK = 14,
 	MDATP_EV_FILE_CHMOD = 15,
 	MDATP_EV_FILE_CHOWN = 16,
+	MDATP_EV_FILE_OPEN_READ = 17, /* a watched file (password hashes) opened for reading */
 
 	MDATP_EV_NET_CONNECT = 20,
 	MDATP_EV_NET_ACCEPT = 21,
@@ -75,6 +76,18 @@ enum mdatp_event_type {
 #define MDATP_F_PATH_RELATIVE 0x0020   /* dir part could not be resolved */
 #define MDATP_F_STR_TRUNCATED 0x0040   /* a name string was cut */
 #define MDATP_F_EXEC_BLOCKED 0x0080    /* exec: the image is denied; SIGKILL sent before it ran */
+#define MDATP_F_EXE_DELETED 0x0100     /* exec: the executable has no name left (unlinked, memfd) */
+
+/* exec: what descriptors 0, 1, 2 were (4 bits each, fd 0 lowest), so a shell
+ * on a socket (reverse shell) or a pipe (download | sh) is visible. */
+enum mdatp_stdio_kind {
+	MDATP_STDIO_NONE = 0,
+	MDATP_STDIO_FILE = 1,
+	MDATP_STDIO_PIPE = 2,
+	MDATP_STDIO_SOCKET = 3,
+	MDATP_STDIO_CHAR = 4, /* terminal or character device */
+	MDATP_STDIO_OTHER = 5,
+};
 
 /* Cred-change syscalls (mdatp_sensitive_event.arg[0] for MDATP_EV_CRED_CHANGE). */
 enum mdatp_cred_op {
@@ -120,7 +133,7 @@ struct mdatp_exec_event {
 	__u16 cwd_len;
 	__u16 tty_len;
 	__u16 argv_len;
-	__u32 reserved;
+	__u32 stdio; /* enum mdatp_stdio_kind per nibble: fd 0 bits 0-3, fd 1 bits 4-7, fd 2 bits 8-11 */
 };
 
 /* fork of a new process (threads are not reported) */
@@ -231,6 +244,18 @@ struct mdatp_kernel_counters {
 	__u64 deny_corrupt;      /* deny-table slots found corrupt (ignored) */
 };
 
+/* Files whose read opens are reported (MDATP_EV_FILE_OPEN_READ): a small
+ * array in .bss the collector keeps current by identity (the files are
+ * replaced by rename when passwords change). An entry counts when its state
+ * is MDATP_WATCH_VALID. */
+#define MDATP_WATCH_SLOTS 8
+#define MDATP_WATCH_VALID 0x5EE5EE5Eu
+struct mdatp_watch_entry {
+	__u64 ino;
+	__u32 dev;   /* kernel dev_t */
+	__u32 state; /* written last by the collector */
+};
+
 /* Key of the path-prefix exclusion LPM trie. */
 struct mdatp_prefix_key {
 	__u32 prefixlen; /* in bits */
@@ -256,6 +281,8 @@ _Static_assert(sizeof(struct mdatp_deny_entry) == 24 && __builtin_offsetof(struc
 	       __builtin_offsetof(struct mdatp_deny_entry, generation) == 16, "deny entry layout");
 _Static_assert(sizeof(struct mdatp_prefix_key) == 260, "prefix key layout");
 _Static_assert(sizeof(struct mdatp_exe_key) == 16, "exe key layout");
+_Static_assert(sizeof(struct mdatp_watch_entry) == 16 && __builtin_offsetof(struct mdatp_watch_entry, state) == 12, "watch entry layout");
+_Static_assert(__builtin_offsetof(struct mdatp_exec_event, stdio) == 132, "exec stdio");
 _Static_assert(__builtin_offsetof(struct mdatp_exec_event, argc) == 120, "exec argc");
 _Static_assert(__builtin_offsetof(struct mdatp_net_event, local_addr) == 80, "net addr");
 

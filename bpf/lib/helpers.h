@@ -11,6 +11,8 @@
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 #define S_IFREG 0100000
+#define S_IFCHR 0020000
+#define S_IFIFO 0010000
 #define S_ISUID 0004000
 #define S_ISGID 0002000
 #define AT_FDCWD -100

@@ -51,7 +51,22 @@ static __always_inline bool calibration_open(struct file *f)
 	return true;
 }
 
-/* Every successful open that may write a regular file. */
+/* Is this file one the collector watches for reads? */
+static __always_inline bool watched_file(struct file *f)
+{
+	struct inode *ino = BPF_CORE_READ(f, f_inode);
+	__u64 i_ino = BPF_CORE_READ(ino, i_ino);
+	__u32 dev = BPF_CORE_READ(ino, i_sb, s_dev);
+#pragma unroll
+	for (int i = 0; i < MDATP_WATCH_SLOTS; i++) {
+		if (*(volatile __u32 *)&watched_files[i].state == MDATP_WATCH_VALID && watched_files[i].ino == i_ino &&
+		    watched_files[i].dev == dev)
+			return true;
+	}
+	return false;
+}
+
+/* Every successful open that may write a regular file, and read opens of watched files. */
 static __always_inline int on_open_exit(struct trace_event_raw_sys_exit *ctx)
 {
 	long fd = ctx->ret;
@@ -63,6 +78,14 @@ static __always_inline int on_open_exit(struct trace_event_raw_sys_exit *ctx)
 	if (calibration_open(f))
 		return 0;
 	__u32 fmode = BPF_CORE_READ(f, f_mode);
+	if (!(fmode & FMODE_WRITE)) {
+		if (!watched_file(f) || filtered_actor())
+			return 0;
+		struct scratch *s = get_scratch();
+		if (s)
+			emit_open_file(s, MDATP_EV_FILE_OPEN_READ, f);
+		return 0;
+	}
 	if (!reportable_write(f, fmode))
 		return 0;
 	struct scratch *s = get_scratch();

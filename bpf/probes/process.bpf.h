@@ -42,6 +42,24 @@ static __always_inline bool exec_denied(__u64 ino, __u32 dev, __u32 generation, 
 	return c.found;
 }
 
+/* What descriptors 0-2 of the task are (enum mdatp_stdio_kind per nibble). */
+static __always_inline __u32 stdio_kinds(struct task_struct *task)
+{
+	__u32 out = 0;
+#pragma unroll
+	for (int i = 0; i < 3; i++) {
+		struct file *f = read_fd_file(task, i);
+		__u32 k = MDATP_STDIO_NONE;
+		if (f) {
+			umode_t m = BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT;
+			k = m == S_IFREG ? MDATP_STDIO_FILE : m == S_IFIFO ? MDATP_STDIO_PIPE : m == S_IFSOCK ? MDATP_STDIO_SOCKET
+			    : m == S_IFCHR ? MDATP_STDIO_CHAR : MDATP_STDIO_OTHER;
+		}
+		out |= k << (4 * i);
+	}
+	return out;
+}
+
 /* sched_process_exec fires after the new image is committed and before it runs
  * its first instruction: the new mm holds argv, bprm->file is the executable.
  * It is also where a denied image is stopped: SIGKILL is pending before the
@@ -62,7 +80,7 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 	e->sessionid = BPF_CORE_READ(task, sessionid);
 	e->start_time_ns = BPF_CORE_READ(task, start_boottime);
 	e->argc = BPF_CORE_READ(bprm, argc);
-	e->reserved = 0;
+	e->stdio = stdio_kinds(task);
 
 	struct file *exe = BPF_CORE_READ(bprm, file);
 	struct inode *ino = BPF_CORE_READ(exe, f_inode);
@@ -74,6 +92,8 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 		e->h.flags |= MDATP_F_SETUID_EXEC;
 	if (e->exe_mode & S_ISGID)
 		e->h.flags |= MDATP_F_SETGID_EXEC;
+	if (BPF_CORE_READ(ino, i_nlink) == 0)
+		e->h.flags |= MDATP_F_EXE_DELETED;
 
 	if (exec_denied(e->exe_ino, e->exe_dev, BPF_CORE_READ(ino, i_generation), e->h.tgid)) {
 		bpf_send_signal(9);

@@ -23,6 +23,7 @@ struct mdatp_bss_view {
 	volatile uint32_t *fmode_created_mask;
 	volatile uint32_t *exec_blocking;
 	struct mdatp_deny_entry *deny_table; /* MDATP_DENY_SLOTS */
+	struct mdatp_watch_entry *watched_files; /* MDATP_WATCH_SLOTS */
 };
 
 /* Opens the object; programs whose syscall tracepoint this kernel lacks are

@@ -44,10 +44,12 @@ let package = Package(
         .target(name: "CYara", path: "Sources/CYara", linkerSettings: [.linkedLibrary("yara")]),
         .target(name: "CHyperscan", path: "Sources/CHyperscan", linkerSettings: [.linkedLibrary("hs")]),
         .target(name: "ScanEngine", dependencies: ["CCrypto", "CArchive", "CYara", "CHyperscan", "MdatpJSON"]),
+        // Detection logic of the EDR: YAML, Sigma, built-in behaviours (pure, testable without root).
+        .target(name: "Detection", dependencies: ["CHyperscan", "MdatpJSON"]),
 
         // Rooms: one module each, opening with Room.swift.
         .target(name: "Collector", dependencies: ["MdatpRoom", "MdatpRing", "CCollectorBPF", "CMdatpABI"]),
-        .target(name: "EDR", dependencies: ["MdatpRoom", "MdatpRing", "MdatpEvents", "MdatpJSON", "MdatpSQLite", "CSQLite"]),
+        .target(name: "EDR", dependencies: ["MdatpRoom", "MdatpRing", "MdatpEvents", "MdatpJSON", "MdatpSQLite", "CSQLite", "Detection"]),
         .target(name: "Scanner", dependencies: ["MdatpRoom", "MdatpRing", "MdatpEvents", "MdatpJSON", "MdatpSQLite", "ScanEngine", "CSQLite"]),
         .target(name: "Watchdog", dependencies: ["MdatpRoom", "MdatpRing", "MdatpJSON"]),
         .target(
@@ -69,6 +71,7 @@ let package = Package(
         .testTarget(name: "WatchdogTests", dependencies: ["Watchdog", "MdatpRoom", "MdatpWire"]),
         .testTarget(name: "EDRTests", dependencies: ["EDR", "MdatpEvents", "MdatpJSON"]),
         .testTarget(name: "ScanEngineTests", dependencies: ["ScanEngine"]),
+        .testTarget(name: "DetectionTests", dependencies: ["Detection", "MdatpJSON"]),
         .testTarget(name: "ScannerTests", dependencies: ["Scanner", "ScanEngine"]),
         .testTarget(name: "CollectorTests", dependencies: ["Collector", "CMdatpABI"]),
         .testTarget(name: "IntegrationTests", dependencies: ["MdatpSystem", "MdatpConfig", "MdatpRoom", "MdatpJSON"]),

@@ -224,3 +224,58 @@ long mdatp_hs_end(mdatp_hs_scan *s)
 uint32_t mdatp_hs_hit(const mdatp_hs_scan *s, size_t i) { return i < s->nhits ? s->hits[i] : 0; }
 uint32_t mdatp_hs_count(const mdatp_hs_scan *s, uint32_t id) { return id < s->db->count ? s->counts[id] : 0; }
 uint64_t mdatp_hs_first_end(const mdatp_hs_scan *s, uint32_t id) { return id < s->db->count ? s->first_end[id] : 0; }
+
+struct mdatp_re {
+	hs_database_t *db;
+	hs_scratch_t *scratch;
+};
+
+_Static_assert(MDATP_RE_MULTILINE == HS_FLAG_MULTILINE && MDATP_RE_UTF8 == HS_FLAG_UTF8, "hyperscan flag values");
+
+mdatp_re *mdatp_re_compile(const char *pattern, unsigned flags, char *err, size_t errlen)
+{
+	hs_database_t *db = NULL;
+	hs_compile_error_t *ce = NULL;
+	/* SINGLEMATCH: we only ask whether it matches; ALLOWEMPTY: `.*` is a valid rule. */
+	if (hs_compile(pattern, flags | HS_FLAG_SINGLEMATCH | HS_FLAG_ALLOWEMPTY, HS_MODE_BLOCK, NULL, &db, &ce) != HS_SUCCESS) {
+		snprintf(err, errlen, "%s", ce && ce->message ? ce->message : "cannot compile");
+		hs_free_compile_error(ce);
+		return NULL;
+	}
+	mdatp_re *re = calloc(1, sizeof *re);
+	if (!re || hs_alloc_scratch(db, &re->scratch) != HS_SUCCESS) {
+		snprintf(err, errlen, "out of memory");
+		hs_free_database(db);
+		free(re);
+		return NULL;
+	}
+	re->db = db;
+	return re;
+}
+
+void mdatp_re_free(mdatp_re *re)
+{
+	if (!re)
+		return;
+	hs_free_scratch(re->scratch);
+	hs_free_database(re->db);
+	free(re);
+}
+
+static int re_on_match(unsigned id, unsigned long long from, unsigned long long to, unsigned flags, void *ctx)
+{
+	(void)id, (void)from, (void)to, (void)flags;
+	*(int *)ctx = 1;
+	return 1; /* stop: one match answers the question */
+}
+
+int mdatp_re_match(mdatp_re *re, const void *data, size_t len)
+{
+	int hit = 0;
+	if (len > 0xffffffffu)
+		return -1;
+	hs_error_t rc = hs_scan(re->db, data ? data : "", (unsigned)len, 0, re->scratch, re_on_match, &hit);
+	if (rc != HS_SUCCESS && rc != HS_SCAN_TERMINATED)
+		return -1;
+	return hit;
+}

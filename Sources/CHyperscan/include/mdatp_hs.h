@@ -86,4 +86,14 @@ uint64_t mdatp_hs_first_end(const mdatp_hs_scan *s, uint32_t id);
  * (section missing, offset before 0, wrong target). */
 int mdatp_hs_start_range(const mdatp_hs_rule *r, const mdatp_hs_file *f, uint64_t *lo, uint64_t *hi);
 
+/* One regular expression in block mode, for rule engines that test short
+ * strings (Sigma's `re`): compiled once, with its own scratch (one thread). */
+typedef struct mdatp_re mdatp_re;
+#define MDATP_RE_MULTILINE 4u /* HS_FLAG_MULTILINE */
+#define MDATP_RE_UTF8 32u     /* HS_FLAG_UTF8 */
+mdatp_re *mdatp_re_compile(const char *pattern, unsigned flags, char *err, size_t errlen);
+void mdatp_re_free(mdatp_re *re);
+/* 1 match, 0 none, -1 error. */
+int mdatp_re_match(mdatp_re *re, const void *data, size_t len);
+
 #endif

@@ -44,8 +44,7 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 	struct syscall_args a;
 	if (!take_args(&a))
 		return 0;
-	if (ctx->ret != 0 && ctx->ret != -EINPROGRESS)
-		return 0;
+	/* Failed attempts too (refused, unreachable): a port scan is mostly those. */
 	emit_sock_event(MDATP_EV_NET_CONNECT, (int)a.args[0], ctx->ret, (const void *)a.args[1]);
 	return 0;
 }

@@ -116,6 +116,14 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 	__u32 n = fill_path(s, off, __builtin_preserve_access_index(&exe->f_path), &trunc);
 	if (trunc)
 		e->h.flags |= MDATP_F_PATH_TRUNCATED;
+	if (n == 1) {
+		/* A file with no place in any tree (memfd, an anonymous mapping's file): its
+		 * dentry is its own root, so the walk gives "/"; the name says what it is. */
+		const unsigned char *name = BPF_CORE_READ(exe, f_path.dentry, d_name.name);
+		long t = bpf_probe_read_kernel_str(&s->event[(off + 1) & EV_MASK], MDATP_NAME_MAX, name);
+		if (t > 1)
+			n = 1 + (__u32)(t - 1);
+	}
 	e->exe_len = n;
 	off += n;
 

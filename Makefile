@@ -15,7 +15,8 @@ BPF_OUT    := bpf/.output
 BPF_SRC    := $(wildcard bpf/probes/*.bpf.c bpf/probes/*.bpf.h bpf/include/*.h bpf/lib/*.h)
 RUN_PREFIX ?=
 DEB_PACKAGES := libbpf-dev bpftool libseccomp-dev libcap-dev libssl-dev libzstd-dev \
-                libelf-dev zlib1g-dev libsqlite3-dev sqlite3 pkg-config procps iproute2 python3 clamav-testfiles zstd openssl libarchive-dev libyara-dev libhyperscan-dev
+                libelf-dev zlib1g-dev libsqlite3-dev sqlite3 pkg-config procps iproute2 python3 clamav-testfiles zstd openssl libarchive-dev libyara-dev libhyperscan-dev \
+                curl wget util-linux
 
 .PHONY: all deps bpf build release definitions run test bench bench-ring bench-sensor bench-scan bench-deps clean user
 
@@ -45,10 +46,12 @@ bpf: $(BPF_OUT)/mdatp.skel.h
 build: bpf
 	$(SWIFT) build --build-tests
 	$(MAKE) --no-print-directory definitions DEFS_OUT=.build/debug/definitions
+	@rm -rf .build/debug/rules && cp -r packaging/rules .build/debug/rules
 
 release: bpf
 	$(SWIFT) build -c release
 	$(MAKE) --no-print-directory definitions DEFS_OUT=.build/release/definitions
+	@rm -rf .build/release/rules && cp -r packaging/rules .build/release/rules
 
 # The default definitions package (signed), next to the binaries: DEFS_OUT/package and the
 # public key the product trusts in DEFS_OUT/trusted-keys. The signing key stays in .build/keys.

@@ -87,6 +87,9 @@ public struct BehaviourHit: Sendable, Equatable {
     public var details: [(String, String)] = []
     /// Repeats with the same key are one alert (counted).
     public var dedupKey: String
+    /// The process the alert is about when it is not the event's actor (an exec
+    /// matched by a write that arrived after it).
+    public var process: ProcessView?
 
     public static func == (a: BehaviourHit, b: BehaviourHit) -> Bool {
         a.name == b.name && a.dedupKey == b.dedupKey && a.files == b.files && a.connections == b.connections
@@ -146,8 +149,8 @@ public struct BehaviourEngine {
         BehaviourInfo(name: "shell_profile_persistence", title: "Persistence through a shell profile", techniques: ["T1546.004"], severity: .medium),
         BehaviourInfo(name: "ssh_authorized_keys", title: "SSH authorized_keys modified", techniques: ["T1098.004"], severity: .medium),
         BehaviourInfo(name: "shadow_file_read", title: "Password hashes read by an unexpected process", techniques: ["T1003.008"], severity: .high),
-        BehaviourInfo(name: "log_tampering", title: "System logs deleted, moved or truncated", techniques: ["T1070.002"], severity: .medium),
-        BehaviourInfo(name: "history_tampering", title: "Shell history deleted or truncated", techniques: ["T1070.003"], severity: .medium),
+        BehaviourInfo(name: "log_tampering", title: "System logs deleted or moved away", techniques: ["T1070.002"], severity: .medium),
+        BehaviourInfo(name: "history_tampering", title: "Shell history deleted or moved away", techniques: ["T1070.003"], severity: .medium),
         BehaviourInfo(name: "kernel_module_load", title: "Kernel module loaded", techniques: ["T1547.006"], severity: .medium),
         BehaviourInfo(name: "ptrace_other_user", title: "A process attached to another user's process with ptrace", techniques: ["T1055.008"], severity: .high),
         BehaviourInfo(name: "setuid_created", title: "A setuid or setgid file was created", techniques: ["T1548.001"], severity: .high),
@@ -174,12 +177,18 @@ public struct BehaviourEngine {
     var recentWrites = BoundedMap<UInt64, RecentWrite>(capacity: 8192)
     var fanout = BoundedMap<String, Fanout>(capacity: 2048)
     var downloads = BoundedMap<UInt32, Download>(capacity: 1024)
+    /// Shells reading a pipe, by parent: `curl … | sh` starts both sides at once, in either order.
+    var pipedShells = BoundedMap<UInt32, (timeNs: Int64, process: ProcessView)>(capacity: 1024)
+    /// Execs from temporary directories whose write has not been seen yet: the
+    /// kernel's process and activity rings are merged in poll order, so the
+    /// write of a file may reach us just after its exec.
+    var tempExecs = BoundedMap<UInt64, (timeNs: Int64, process: ProcessView)>(capacity: 1024)
     public var disabled: Set<String> = []
 
     public init() {}
 
     /// Entries held across events (for the heartbeat).
-    public var stateEntries: Int { recentWrites.count + fanout.count + downloads.count }
+    public var stateEntries: Int { recentWrites.count + fanout.count + downloads.count + tempExecs.count + pipedShells.count }
 
     static let shells: Set<Substring> = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish", "ash", "busybox"]
     static let interpreters: Set<Substring> = ["python", "python2", "python3", "perl", "ruby", "php", "lua", "node", "nodejs", "socat", "nc", "ncat", "netcat", "telnet", "awk", "gawk", "mawk"]
@@ -200,10 +209,11 @@ public struct BehaviourEngine {
     /// Every detection that fires on this event.
     public mutating func evaluate(_ e: BehaviourEvent) -> [BehaviourHit] {
         var hits: [BehaviourHit] = []
-        func hit(_ name: String, _ description: String, key: String, files: [String] = [], connections: [String] = [], details: [(String, String)] = [], severity: Severity? = nil) {
+        func hit(_ name: String, _ description: String, key: String, files: [String] = [], connections: [String] = [], details: [(String, String)] = [],
+                 severity: Severity? = nil, process: ProcessView? = nil) {
             guard !disabled.contains(name), let i = BehaviourEngine.info[name] else { return }
             hits.append(BehaviourHit(name: name, title: i.title, description: description, severity: severity ?? i.severity, techniques: i.techniques,
-                                     files: files, connections: connections, details: details, dedupKey: key))
+                                     files: files, connections: connections, details: details, dedupKey: key, process: process))
         }
         let p = e.process
         switch e.kind {
@@ -218,9 +228,15 @@ public struct BehaviourEngine {
                 hit("fileless_execution", p.exe.hasPrefix("/memfd:") ? "\(p.exe) runs from an anonymous memory file (memfd)" : "\(p.exe) runs from a file deleted after it was opened",
                     key: p.exe, files: [p.exe])
             }
-            if BehaviourEngine.inTempDir(p.exe), let w = recentWrites[BehaviourEngine.fileKey(e.exeDev, e.exeIno)], e.timeNs - w.timeNs <= BehaviourEngine.droppedWindowNs, e.timeNs >= w.timeNs {
-                hit("dropped_and_executed", "\(p.exe) was written by \(w.writer) \((e.timeNs - w.timeNs) / 1_000_000) ms before it was executed",
-                    key: p.exe, files: [p.exe], details: [("written_by", w.writer), ("written_ms_before", "\((e.timeNs - w.timeNs) / 1_000_000)")])
+            if BehaviourEngine.inTempDir(p.exe) {
+                let key = BehaviourEngine.fileKey(e.exeDev, e.exeIno)
+                // Same identity and same name: an inode number freed and reused is another file.
+                if let w = recentWrites[key], w.path == p.exe, e.timeNs - w.timeNs <= BehaviourEngine.droppedWindowNs, e.timeNs >= w.timeNs {
+                    hit("dropped_and_executed", "\(p.exe) was written by \(w.writer) \((e.timeNs - w.timeNs) / 1_000_000) ms before it was executed",
+                        key: p.exe, files: [p.exe], details: [("written_by", w.writer), ("written_ms_before", "\((e.timeNs - w.timeNs) / 1_000_000)")])
+                } else {
+                    tempExecs.set(key, (e.timeNs, p))
+                }
             }
             if e.setuidExec, p.euid == 0, p.uid != 0, !BehaviourEngine.setuidPrograms.contains(name) {
                 hit("unexpected_root", "\(p.exe) is setuid root and was run by uid \(p.uid): it runs as root", key: p.exe, files: [p.exe],
@@ -237,26 +253,44 @@ public struct BehaviourEngine {
                 hit("container_escape", "nsenter into the namespaces of pid 1 (the host's init): \(p.commandLine)", key: "nsenter|\(e.parent?.exe ?? "")")
             }
             if BehaviourEngine.downloaders.contains(name), p.argv.contains(where: { $0.contains("://") }) {
-                downloads.set(p.ppid, Download(timeNs: e.timeNs, exe: p.exe, commandLine: p.commandLine))
+                if let sh = pipedShells[p.ppid], abs(e.timeNs - sh.timeNs) <= BehaviourEngine.pipeWindowNs {
+                    pipedShells.remove(p.ppid)
+                    hit("download_piped_to_shell", "\(sh.process.exe) reads its commands from a pipe next to '\(p.commandLine)'",
+                        key: "\(p.commandLine)|\(sh.process.exe)", details: [("download", p.commandLine)], process: sh.process)
+                } else {
+                    downloads.set(p.ppid, Download(timeNs: e.timeNs, exe: p.exe, commandLine: p.commandLine))
+                }
             }
-            if BehaviourEngine.shells.contains(name), e.stdio[0] == .pipe, let d = downloads[p.ppid], e.timeNs - d.timeNs <= BehaviourEngine.pipeWindowNs, e.timeNs + 1_000_000_000 >= d.timeNs {
-                hit("download_piped_to_shell", "\(p.exe) reads its commands from a pipe next to '\(d.commandLine)'", key: "\(d.commandLine)|\(p.exe)",
-                    details: [("download", d.commandLine)])
+            if BehaviourEngine.shells.contains(name), e.stdio[0] == .pipe {
+                if let d = downloads[p.ppid], abs(e.timeNs - d.timeNs) <= BehaviourEngine.pipeWindowNs {
+                    downloads.remove(p.ppid)
+                    hit("download_piped_to_shell", "\(p.exe) reads its commands from a pipe next to '\(d.commandLine)'", key: "\(d.commandLine)|\(p.exe)",
+                        details: [("download", d.commandLine)])
+                } else {
+                    pipedShells.set(p.ppid, (e.timeNs, p))
+                }
             }
         case .fileCreate, .fileOpenWrite, .fileCloseWrite, .fileRename:
             let target = e.kind == .fileRename ? e.path2 : e.path
             if e.kind != .fileRename, e.fileIno != 0 {
-                recentWrites.set(BehaviourEngine.fileKey(e.fileDev, e.fileIno), RecentWrite(timeNs: e.timeNs, path: target, writer: p.exe))
+                let key = BehaviourEngine.fileKey(e.fileDev, e.fileIno)
+                recentWrites.set(key, RecentWrite(timeNs: e.timeNs, path: target, writer: p.exe))
+                if let x = tempExecs[key], x.timeNs >= e.timeNs, x.timeNs - e.timeNs <= BehaviourEngine.droppedWindowNs {
+                    tempExecs.remove(key)
+                    hit("dropped_and_executed", "\(x.process.exe) was written by \(p.exe) \((x.timeNs - e.timeNs) / 1_000_000) ms before it was executed",
+                        key: x.process.exe, files: [x.process.exe], details: [("written_by", p.exe), ("written_ms_before", "\((x.timeNs - e.timeNs) / 1_000_000)")],
+                        process: x.process)
+                }
             }
             // Persistence and tampering are judged once per write: at open (create/open-write) or rename.
             guard e.kind != .fileCloseWrite else { break }
-            fileWritten(target, e, &hits, hit)
+            fileWritten(target, e) { hit($0, $1, key: $2, files: $3) }
             if e.kind == .fileRename {
                 // Moving a log or history file away hides it just as well as deleting it.
-                removed(e.path, e, hit)
+                removed(e.path, e) { hit($0, $1, key: $2, files: $3) }
             }
         case .fileUnlink:
-            removed(e.path, e, hit)
+            removed(e.path, e) { hit($0, $1, key: $2, files: $3) }
         case .fileChmod:
             if e.mode & 0o6000 != 0 && e.mode & 0o170000 != 0o040000 {
                 hit("setuid_created", "\(p.exe) set the \(e.mode & 0o4000 != 0 ? "setuid" : "setgid") bit on \(e.path) (mode \(String(e.mode & 0o7777, radix: 8)))",
@@ -313,6 +347,10 @@ public struct BehaviourEngine {
                     files: [source], severity: .medium)
             }
         case .signalSuite:
+            // Signals that stop or end a process; not status requests (SIGUSR1), SIGCONT,
+            // SIGWINCH, a liveness probe (0), nor init stopping the service.
+            let tamper: Set<UInt64> = [1, 2, 3, 6, 9, 15, 19, 20, 21, 22, 24, 25, 31]
+            guard tamper.contains(e.args[0]), p.pid != 1 else { break }
             hit("sensor_tampering", "\(p.exe) sent signal \(e.args[0]) to process \(e.targetPid) of the suite", key: "\(p.exe)|\(e.args[0])",
                 details: [("signal", "\(e.args[0])"), ("target_pid", "\(e.targetPid)")])
         case .accept, .listen, .bpfLoad, .memfdCreate:
@@ -321,50 +359,41 @@ public struct BehaviourEngine {
         return hits
     }
 
-    func fileWritten(_ target: String, _ e: BehaviourEvent, _ hits: inout [BehaviourHit],
-                              _ hit: (String, String, String, [String], [String], [(String, String)], Severity?) -> Void) {
+    func fileWritten(_ target: String, _ e: BehaviourEvent,
+                              _ hit: (String, String, String, [String]) -> Void) {
         let p = e.process
         let by = "\(p.exe) wrote \(target)"
         let installer = BehaviourEngine.packageManagers.contains(p.name) || (e.parent.map { BehaviourEngine.packageManagers.contains($0.name) } ?? false)
         if target == "/etc/ld.so.preload" {
-            hit("ld_preload_hijack", by, target, [target], [], [], nil)
+            hit("ld_preload_hijack", by, target, [target])
         }
         if !installer {
             if target == "/etc/crontab" || target.hasPrefix("/etc/cron.") || target.hasPrefix("/var/spool/cron/") || target.hasPrefix("/etc/anacrontab") {
-                hit("cron_persistence", by, target, [target], [], [], nil)
+                hit("cron_persistence", by, target, [target])
             }
             if BehaviourEngine.isSystemdUnit(target) {
-                hit("systemd_persistence", by, target, [target], [], [], nil)
+                hit("systemd_persistence", by, target, [target])
             }
             if target == "/etc/rc.local" || target.hasPrefix("/etc/init.d/") || (target.hasPrefix("/etc/rc") && target.contains(".d/")) {
-                hit("rc_script_persistence", by, target, [target], [], [], nil)
+                hit("rc_script_persistence", by, target, [target])
             }
             if BehaviourEngine.isShellProfile(target) {
-                hit("shell_profile_persistence", by, target, [target], [], [], nil)
+                hit("shell_profile_persistence", by, target, [target])
             }
         }
         if target.hasSuffix("/.ssh/authorized_keys") || target.hasSuffix("/.ssh/authorized_keys2") {
-            hit("ssh_authorized_keys", by, target, [target], [], [], nil)
-        }
-        // O_TRUNC: emptied in place.
-        if e.kind != .fileRename, e.openFlags & 0o1000 != 0 {
-            if target.hasPrefix("/var/log/"), !BehaviourEngine.logRotators.contains(p.name) {
-                hit("log_tampering", "\(p.exe) truncated \(target)", target, [target], [], [], nil)
-            }
-            if BehaviourEngine.isHistoryFile(target) {
-                hit("history_tampering", "\(p.exe) truncated \(target)", target, [target], [], [], nil)
-            }
+            hit("ssh_authorized_keys", by, target, [target])
         }
     }
 
-    func removed(_ path: String, _ e: BehaviourEvent, _ hit: (String, String, String, [String], [String], [(String, String)], Severity?) -> Void) {
+    func removed(_ path: String, _ e: BehaviourEvent, _ hit: (String, String, String, [String]) -> Void) {
         let p = e.process
         let verb = e.kind == .fileRename ? "moved \(path) to \(e.path2)" : "deleted \(path)"
         if path.hasPrefix("/var/log/"), !BehaviourEngine.logRotators.contains(p.name) {
-            hit("log_tampering", "\(p.exe) \(verb)", path, [path], [], [], nil)
+            hit("log_tampering", "\(p.exe) \(verb)", path, [path])
         }
         if BehaviourEngine.isHistoryFile(path) {
-            hit("history_tampering", "\(p.exe) \(verb)", path, [path], [], [], nil)
+            hit("history_tampering", "\(p.exe) \(verb)", path, [path])
         }
     }
 

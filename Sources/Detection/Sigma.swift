@@ -111,7 +111,7 @@ public enum SigmaCompiler {
         }
         let techniques = tags.compactMap { t -> String? in
             let l = t.lowercased()
-            guard l.hasPrefix("attack.t"), l.count >= 13 else { return nil }
+            guard l.hasPrefix("attack.t"), l.count >= 12 else { return nil }
             let code = l.dropFirst(7).uppercased()
             return code.dropFirst().allSatisfy { $0.isNumber || $0 == "." } ? code : nil
         }

@@ -8,6 +8,7 @@ import MdatpRing
 import MdatpRoom
 import MdatpSystem
 import MdatpWire
+import Detection
 
 public struct EDRCounters {
     var received: UInt64 = 0
@@ -16,6 +17,7 @@ public struct EDRCounters {
     var storeErrors: UInt64 = 0
     var queries: UInt64 = 0
     var refused: UInt64 = 0
+    var alerts: UInt64 = 0
 }
 
 /// Turns kernel events into store rows, keeping the process table current.
@@ -28,6 +30,8 @@ public struct Enricher {
         table = ProcessTable(capacity: capacity)
         self.bootToUnixNs = bootToUnixNs
     }
+
+    static let stdioNames = ["none", "file", "pipe", "socket", "char", "other", "?", "?", "?", "?", "?", "?", "?", "?", "?", "?"]
 
     public mutating func row(for ev: KernelEvent) -> StoredEvent {
         let h = ev.header
@@ -65,7 +69,11 @@ public struct Enricher {
             d.add("argc", x.argc)
             d.add("start_time_ns", Int64(x.startTimeNs) &+ bootToUnixNs)
             d.add("setuid_exec", h.flags & EventFlag.setuidExec != 0)
+            d.add("stdin", Enricher.stdioNames[Int(x.stdioKind(0))])
+            d.add("stdout", Enricher.stdioNames[Int(x.stdioKind(1))])
+            d.add("stderr", Enricher.stdioNames[Int(x.stdioKind(2))])
             e.details = d.finish()
+            parentColumns(&e)
             return e
         case .fork(let childPid, let childTgid, let start):
             table.fork(parent: h.tgid, child: childTgid, startNs: start, uid: h.uid)
@@ -119,9 +127,20 @@ public struct Enricher {
                 e.cwd = p.cwd
             }
         }
-        if case .exit = ev.body { table.exit(h.tgid) }
+        if case .exit = ev.body {
+            table.exit(h.tgid, atNs: h.ktimeNs)
+            table.purgeExited(nowNs: h.ktimeNs)
+        }
         e.details = d.finish()
+        parentColumns(&e)
         return e
+    }
+
+    /// The parent's image and argv, for the hunting tables' InitiatingProcess* columns.
+    mutating func parentColumns(_ e: inout StoredEvent) {
+        guard e.ppid > 0, let p = table.lookup(UInt32(truncatingIfNeeded: e.ppid)) else { return }
+        e.parentExe = p.exe
+        e.parentArgvText = p.argvText
     }
 }
 
@@ -132,16 +151,31 @@ public enum EDRRoom {
     public static func main() -> Never {
         let room = RoomStart.begin(manifest)
         let (args, paths, control) = (room.args, room.paths, room.control)
+        // Read while still root (the files are the system's, not attacker input).
+        let device = DeviceInfo.read()
+        let seeded = ProcessSeed.read(limit: args.int("process-table-capacity", 32768))
         let ring = room.mapRingAndSandbox(manifest)
         let store: EventStore
-        do throws(StoreError) { store = try EventStore(path: paths.edrStore) } catch {
+        let alerts: AlertStore
+        do throws(StoreError) {
+            store = try EventStore(path: paths.edrStore)
+            alerts = try AlertStore(path: paths.edrDir + "/alerts.db", jsonlPath: paths.edrDir + "/alerts.jsonl")
+        } catch {
             roomFail(name, "\(error)", code: RoomExit.transient)
         }
+        // Rules: the shipped set, then the admin's; a refused file is listed, never fatal.
+        let rules = RuleLoader.load(dirs: [args.string("shipped-rules"), args.string("rules")].compactMap { $0 })
+        roomLog(name, "sigma: \(rules.rules.count) rules loaded, \(rules.refused.count) refused; \(BehaviourEngine.catalogue.count) built-in detections")
+        for r in rules.refused.prefix(20) { roomLog(name, "sigma rule refused: \(r.file): \(r.reason)") }
         room.ready()
 
         let maxBytes = Int64(args.int("store-max-bytes", 256 << 20))
         let maxAgeNs = Int64(args.int("store-max-age-hours", 168)) * 3_600_000_000_000
         var enricher = Enricher(capacity: args.int("process-table-capacity", 32768), bootToUnixNs: bootOffset())
+        for p in seeded { enricher.table.exec(p) }
+        var pipeline = DetectionPipeline(rules: rules)
+        pipeline.refreshNames(now: Sys.monotonicSeconds())
+        var hunt: HuntEngine?
         var counters = EDRCounters()
         var heartbeat = HeartbeatClock(interval: args.double("heartbeat", 2))
         var retention = HeartbeatClock(interval: 60)
@@ -151,13 +185,28 @@ public enum EDRRoom {
 
         // Rows are committed in batches: when 2048 are pending, or 20 ms after
         // the first of them arrived, so a transaction costs once per batch.
+        // Alerts are written at once (rare, and their latency is what analysts see).
         let flushInterval = 0.02
         var pendingSince: Double?
         while true {
             ring.poll(max: batchSize - batch.count) { _, payload in
                 counters.received &+= 1
                 do throws(DecodeError) {
-                    batch.append(enricher.row(for: try EventDecoder.decode(payload)))
+                    let ev = try EventDecoder.decode(payload)
+                    var row = enricher.row(for: ev)
+                    row.account = pipeline.userName(UInt32(truncatingIfNeeded: row.uid))
+                    for c in pipeline.run(ev, row: row, table: &enricher.table) {
+                        do throws(StoreError) {
+                            if case .new(let a) = try alerts.record(c, nowNs: Int64(Sys.clockNs(CLOCK_REALTIME))) {
+                                counters.alerts &+= 1
+                                roomLog(name, "alert \(a.alertId) [\(a.severity)] \(a.title) (\(a.source))")
+                            }
+                        } catch {
+                            counters.storeErrors &+= 1
+                            roomLog(name, "\(error)")
+                        }
+                    }
+                    batch.append(row)
                 } catch {
                     counters.decodeErrors &+= 1
                 }
@@ -170,10 +219,11 @@ public enum EDRRoom {
                 pendingSince = nil
             }
             if draining && !ring.isEmpty { continue }
-            if draining { sendHeartbeat(control, ring, store, enricher, counters); exit(RoomExit.ok) }
+            if draining { sendHeartbeat(control, ring, store, enricher, counters, pipeline); exit(RoomExit.ok) }
             if heartbeat.due() {
                 enricher.bootToUnixNs = bootOffset()
-                sendHeartbeat(control, ring, store, enricher, counters)
+                pipeline.refreshNames(now: now)
+                sendHeartbeat(control, ring, store, enricher, counters, pipeline)
             }
             if retention.due() {
                 let now = Int64(Sys.clockNs(CLOCK_REALTIME))
@@ -199,7 +249,16 @@ public enum EDRRoom {
             case (.shutdown, _):
                 draining = true
             case (.query(let uid, _, let request), let fd):
-                QueryServer.answer(fd: fd, uid: uid, request: request, store: store, counters: &counters)
+                // What is stored so far is visible to the query.
+                flush(&batch, store, &counters)
+                pendingSince = nil
+                if hunt == nil {
+                    do throws(HuntError) { hunt = try HuntEngine(events: paths.edrStore, alerts: paths.edrDir + "/alerts.db", device: device) } catch {
+                        roomLog(name, "hunting: \(error)")
+                    }
+                }
+                QueryServer.answer(fd: fd, uid: uid, request: request,
+                                   context: QueryContext(store: store, alerts: alerts, rules: rules, hunt: hunt), counters: &counters)
                 Sys.close(fd)
             case (let m, let fd):
                 if fd >= 0 { Sys.close(fd) }
@@ -224,11 +283,13 @@ public enum EDRRoom {
         Int64(Sys.clockNs(CLOCK_REALTIME)) - Int64(Sys.clockNs(CLOCK_BOOTTIME))
     }
 
-    static func sendHeartbeat(_ control: Channel, _ ring: RingConsumer, _ store: EventStore, _ e: Enricher, _ c: EDRCounters) {
+    static func sendHeartbeat(_ control: Channel, _ ring: RingConsumer, _ store: EventStore, _ e: Enricher, _ c: EDRCounters, _ p: DetectionPipeline) {
         let bytes = (try? store.sizeBytes()) ?? 0
         try? control.send(.heartbeat(Heartbeat([
             c.received, c.stored, ring.lostRecords, c.decodeErrors, c.storeErrors,
             UInt64(e.table.count), e.table.evictions, UInt64(store.rows), UInt64(bytes), c.queries, c.refused,
+            UInt64(p.rules.rules.count), UInt64(p.rules.refused.count), c.alerts, p.counters.sigmaHits, p.counters.behaviourHits,
+            UInt64(p.behaviours.stateEntries),
         ])))
     }
 }

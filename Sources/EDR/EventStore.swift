@@ -40,6 +40,11 @@ public struct StoredEvent: Equatable, Sendable {
     public var flags: Int64 = 0
     /// A JSON object's text (built once, on the hot path, by JSONObjectWriter).
     public var details = "{}"
+    /// The acting process's parent (for exec: the new process's parent) and its account name.
+    public var parentExe = ""
+    public var parentArgvText = "[]"
+    public var account = ""
+    public var sha256 = ""
     public init() {}
 
     public var commandLine: String { argv.joined(separator: " ") }
@@ -56,7 +61,7 @@ public final class EventStore {
       pid INTEGER, tgid INTEGER, ppid INTEGER, uid INTEGER, euid INTEGER, comm TEXT, exe TEXT,
       argv TEXT, cwd TEXT, path TEXT, path2 TEXT, mode INTEGER, owner_uid INTEGER, owner_gid INTEGER,
       protocol TEXT, local_address TEXT, local_port INTEGER, remote_address TEXT, remote_port INTEGER,
-      flags INTEGER, details TEXT);
+      flags INTEGER, details TEXT, parent_exe TEXT, parent_argv TEXT, account TEXT, sha256 TEXT);
     CREATE INDEX IF NOT EXISTS events_time ON events(time_ns);
     CREATE INDEX IF NOT EXISTS events_type_time ON events(type, time_ns);
     """
@@ -70,7 +75,12 @@ public final class EventStore {
         self.path = path
         do throws(SQLiteError) {
             sql = try SQLiteDB(path: path, schema: EventStore.schema)
-            insert = try sql.prepare("INSERT INTO events (time_ns, kernel_seq, type, pid, tgid, ppid, uid, euid, comm, exe, argv, cwd, path, path2, mode, owner_uid, owner_gid, protocol, local_address, local_port, remote_address, remote_port, flags, details) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", persistent: true)
+            // Stores made before these columns existed gain them (older rows read as NULL).
+            let have = try EventStore.columnNames(sql)
+            for c in ["parent_exe", "parent_argv", "account", "sha256"] where !have.contains(c) {
+                try sql.exec("ALTER TABLE events ADD COLUMN \(c) TEXT")
+            }
+            insert = try sql.prepare("INSERT INTO events (time_ns, kernel_seq, type, pid, tgid, ppid, uid, euid, comm, exe, argv, cwd, path, path2, mode, owner_uid, owner_gid, protocol, local_address, local_port, remote_address, remote_port, flags, details, parent_exe, parent_argv, account, sha256) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", persistent: true)
         } catch {
             throw StoreError(message: error.message)
         }
@@ -79,6 +89,14 @@ public final class EventStore {
 
     deinit {
         sqlite3_finalize(insert)
+    }
+
+    static func columnNames(_ sql: SQLiteDB) throws(SQLiteError) -> Set<String> {
+        let stmt = try sql.prepare("PRAGMA table_info(events)")
+        defer { sqlite3_finalize(stmt) }
+        var out = Set<String>()
+        while sqlite3_step(stmt) == SQLITE_ROW { out.insert(stmt.text(1)) }
+        return out
     }
 
     static func exec(_ sql: SQLiteDB, _ text: String) throws(StoreError) {
@@ -119,6 +137,10 @@ public final class EventStore {
             sqlite3_bind_int64(insert, 22, e.remotePort)
             sqlite3_bind_int64(insert, 23, e.flags)
             bindText(24, e.details)
+            bindText(25, e.parentExe)
+            bindText(26, e.parentArgvText)
+            bindText(27, e.account)
+            if e.sha256.isEmpty { sqlite3_bind_null(insert, 28) } else { bindText(28, e.sha256) }
             if sqlite3_step(insert) != SQLITE_DONE {
                 let msg = String(cString: sqlite3_errmsg(db))
                 try? EventStore.exec(sql, "ROLLBACK")

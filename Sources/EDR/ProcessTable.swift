@@ -20,6 +20,8 @@ public struct ProcessRecord: Equatable, Sendable {
     public var execNs: UInt64 = 0
     public var previous: PreviousImage?
     var lastSeen: UInt64 = 0
+    /// Boot time of its exit (0 while it runs): kept a little longer, see ProcessTable.exit.
+    public var exitedNs: UInt64 = 0
 
     public init(tgid: UInt32, ppid: UInt32, uid: UInt32, exe: String, argv: [String], cwd: String, argvText: String? = nil, startNs: UInt64) {
         self.tgid = tgid
@@ -43,6 +45,7 @@ public struct PreviousImage: Equatable, Sendable {
 public struct ProcessTable {
     public let capacity: Int
     var entries: [UInt32: ProcessRecord] = [:]
+    var exited: [(tgid: UInt32, atNs: UInt64)] = []
     var tick: UInt64 = 0
     public private(set) var evictions: UInt64 = 0
     static let maxArgvBytes = 4096
@@ -80,8 +83,27 @@ public struct ProcessTable {
         insert(r)
     }
 
-    public mutating func exit(_ tgid: UInt32) {
-        entries.removeValue(forKey: tgid)
+    /// An exited process stays readable for `exitGraceNs`: the kernel's two
+    /// rings are read one after the other, so what a process did just before
+    /// it exited (closing its files…) can reach us after its exit.
+    public mutating func exit(_ tgid: UInt32, atNs: UInt64) {
+        guard entries[tgid] != nil else { return }
+        entries[tgid]!.exitedNs = max(atNs, 1)
+        exited.append((tgid, max(atNs, 1)))
+    }
+
+    public static let exitGraceNs: UInt64 = 2_000_000_000
+
+    /// Drops the processes that exited more than the grace period before `nowNs`.
+    public mutating func purgeExited(nowNs: UInt64) {
+        var n = 0
+        while n < exited.count, exited[n].atNs + ProcessTable.exitGraceNs < nowNs {
+            let (tgid, at) = exited[n]
+            // Only if it is still that exited process (the pid may have been reused since).
+            if let r = entries[tgid], r.exitedNs == at { entries.removeValue(forKey: tgid) }
+            n += 1
+        }
+        if n > 0 { exited.removeFirst(n) }
     }
 
     mutating func insert(_ r: ProcessRecord) {

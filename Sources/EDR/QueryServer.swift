@@ -4,28 +4,113 @@ import Glibc
 import MdatpEvents
 import MdatpJSON
 import MdatpSystem
+import Detection
+
+/// What a query may read.
+struct QueryContext {
+    let store: EventStore
+    let alerts: AlertStore
+    let rules: SigmaRuleSet
+    let hunt: HuntEngine?
+}
 
 enum QueryServer {
     static let families = ["process", "file", "network", "sensitive"]
 
-    static func answer(fd: Int32, uid: UInt32, request: [UInt8], store: EventStore, counters: inout EDRCounters) {
+    static func answer(fd: Int32, uid: UInt32, request: [UInt8], context: QueryContext, counters: inout EDRCounters) {
         // A slow or stuck client must not hold the room.
         Sys.setTimeouts(fd, seconds: 2)
+        var limits = JSONLimits()
+        limits.maxBytes = 12 << 10
+        limits.maxDepth = 4
+        let verb = (try? JSON.parse(request, limits: limits))?["verb"]?.string
         let reply: JSON
-        switch parse(request) {
-        case .failure(let why):
-            counters.refused &+= 1
-            reply = .object([("error", .string(why.reason))])
-        case .success(let q):
-            do throws(StoreError) {
-                let rows = try store.query(q)
-                counters.queries &+= 1
-                reply = .object([("events", .array(rows.map(eventJSON)))])
-            } catch {
-                reply = .object([("error", .string(error.description))])
+        switch verb {
+        case "alerts": reply = alertsReply(request, context.alerts, &counters)
+        case "rules": reply = rulesReply(context.rules, &counters)
+        case "hunt": reply = huntReply(request, context.hunt, &counters)
+        default:
+            switch parse(request) {
+            case .failure(let why):
+                counters.refused &+= 1
+                reply = .object([("error", .string(why.reason))])
+            case .success(let q):
+                do throws(StoreError) {
+                    let rows = try context.store.query(q)
+                    counters.queries &+= 1
+                    reply = .object([("events", .array(rows.map(eventJSON)))])
+                } catch {
+                    reply = .object([("error", .string(error.description))])
+                }
             }
         }
         try? Sys.writeAll(fd, Array((reply.serialized() + "\n").utf8))
+    }
+
+    static func alertsReply(_ request: [UInt8], _ alerts: AlertStore, _ counters: inout EDRCounters) -> JSON {
+        guard let j = try? JSON.parse(request) else { return .object([("error", "bad request")]) }
+        for (k, _) in j.members ?? [] where !["verb", "action", "id", "limit", "since_ns", "severity"].contains(k) {
+            counters.refused &+= 1
+            return .object([("error", .string("unknown key \(k)"))])
+        }
+        do throws(StoreError) {
+            switch j["action"]?.string ?? "list" {
+            case "list":
+                let limit = j["limit"]?.int ?? 100
+                guard (1...10_000).contains(limit) else { return .object([("error", "limit must be 1...10000")]) }
+                let severity = j["severity"]?.string
+                if let s = severity, !["informational", "low", "medium", "high", "critical"].contains(s) {
+                    return .object([("error", "severity must be informational, low, medium, high or critical")])
+                }
+                counters.queries &+= 1
+                return .object([("alerts", .array(try alerts.list(limit: limit, sinceNs: Int64(j["since_ns"]?.int ?? 0), minSeverity: severity).map(\.json)))])
+            case "get":
+                guard let id = j["id"]?.string, id.utf8.count <= 64 else { return .object([("error", "get needs --id")]) }
+                counters.queries &+= 1
+                guard let a = try alerts.get(id: id) else { return .object([("error", .string("no alert \(id)"))]) }
+                return .object([("alert", a.json)])
+            default:
+                counters.refused &+= 1
+                return .object([("error", "alerts action must be list or get")])
+            }
+        } catch {
+            return .object([("error", .string(error.description))])
+        }
+    }
+
+    static func rulesReply(_ rules: SigmaRuleSet, _ counters: inout EDRCounters) -> JSON {
+        counters.queries &+= 1
+        let loaded: [JSON] = rules.rules.map { r in
+            .object([("id", .string(r.id)), ("title", .string(r.title)), ("level", .string(r.level.rawValue)), ("logsource", .string(r.source.rawValue)),
+                     ("techniques", .array(r.techniques.map { .string($0) })), ("file", .string(r.file))])
+        }
+        let refused: [JSON] = rules.refused.map { .object([("file", .string($0.file)), ("reason", .string($0.reason))]) }
+        let builtin: [JSON] = BehaviourEngine.catalogue.map { b in
+            .object([("name", .string(b.name)), ("title", .string(b.title)), ("severity", .string(b.severity.rawValue)),
+                     ("techniques", .array(b.techniques.map { .string($0) }))])
+        }
+        return .object([("sigma", .array(loaded)), ("refused", .array(refused)), ("builtin", .array(builtin))])
+    }
+
+    static func huntReply(_ request: [UInt8], _ hunt: HuntEngine?, _ counters: inout EDRCounters) -> JSON {
+        var limits = JSONLimits()
+        limits.maxBytes = 12 << 10
+        guard let j = try? JSON.parse(request, limits: limits), let sql = j["query"]?.string else {
+            counters.refused &+= 1
+            return .object([("error", "hunt needs a query")])
+        }
+        guard let hunt else { return .object([("error", "hunting is unavailable (see the edr room's log)")]) }
+        let limit = j["limit"]?.int ?? 1000
+        let seconds = j["timeout"]?.number ?? 5
+        do throws(HuntError) {
+            let r = try hunt.run(sql, limit: limit, seconds: seconds)
+            counters.queries &+= 1
+            return .object([("columns", .array(r.columns.map { .string($0) })), ("rows", .array(r.rows.map { .array($0) })),
+                            ("truncated", .bool(r.truncated))])
+        } catch {
+            counters.refused &+= 1
+            return .object([("error", .string(error.message))])
+        }
     }
 
     static func parse(_ request: [UInt8]) -> Result<EventStore.Query, QueryRefusal> {

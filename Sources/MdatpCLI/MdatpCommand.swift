@@ -40,7 +40,7 @@ public struct MdatpCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "mdatp",
         abstract: "mdatp: Linux endpoint protection (antivirus, EDR) — command line.",
-        subcommands: [Version.self, Health.self, Diagnostic.self, Events.self, Scan.self, Threat.self, DefinitionsCommand.self, ExclusionCommand.self, ConfigCommand.self])
+        subcommands: [Version.self, Health.self, Diagnostic.self, Events.self, Scan.self, Threat.self, DefinitionsCommand.self, ExclusionCommand.self, ConfigCommand.self, EDRCommand.self, Hunt.self])
     public init() {}
 
     /// Runs the command and maps failures to the documented exit codes.

@@ -42,6 +42,8 @@ public struct SensorConfig: Equatable, Sendable {
     public var heartbeatSeconds = 2.0
     public var storeMaxBytes = 256 << 20
     public var storeMaxAgeHours = 168
+    /// The EDR's process table: fixed capacity, least recently seen evicted when full.
+    public var processTableCapacity = 32_768
     public var restart = RestartPolicy()
     /// Debug: seccomp logs instead of killing. Root-only (the config is root's).
     public var seccompLogOnly = false
@@ -287,6 +289,7 @@ enum Schema {
             "heartbeatSeconds": number(0.5...60),
             "storeMaxBytes": int((1 << 20)...(1 << 40)),
             "storeMaxAgeHours": int(1...(24 * 365)),
+            "processTableCapacity": int(256...(1 << 22)),
             "seccompLogOnly": bool,
             "allowSandboxSelftest": bool,
         ],
@@ -403,6 +406,7 @@ extension SuiteConfig {
         case "sensor.heartbeatSeconds": sensor.heartbeatSeconds = v.number!
         case "sensor.storeMaxBytes": sensor.storeMaxBytes = v.int!
         case "sensor.storeMaxAgeHours": sensor.storeMaxAgeHours = v.int!
+        case "sensor.processTableCapacity": sensor.processTableCapacity = v.int!
         case "sensor.seccompLogOnly": sensor.seccompLogOnly = v.bool!
         case "sensor.allowSandboxSelftest": sensor.allowSandboxSelftest = v.bool!
         case "sensor.restart.floorSeconds": sensor.restart.floorSeconds = v.number!

@@ -20,13 +20,16 @@ enum ClientVerb: String {
     case scan_cancel
     case reload
     case selftest
+    case alerts
+    case rules
+    case hunt
 
     enum Access { case anyone, readers, root }
 
     var access: Access {
         switch self {
         case .status: return .anyone
-        case .events, .threats, .rtp_stats, .scan_list: return .readers
+        case .events, .threats, .rtp_stats, .scan_list, .alerts, .rules, .hunt: return .readers
         case .reload, .selftest, .scan, .quarantine, .definitions, .config, .scan_cancel: return .root
         }
     }
@@ -81,10 +84,10 @@ extension Watchdog {
         switch verb {
         case .status:
             reply(fd, statusJSON())
-        case .events, .threats, .scan, .rtp_stats, .scan_list, .scan_cancel:
-            // Event content is the EDR's, threats and scans the scanner's: the
-            // request goes there with the client's socket, and the room answers.
-            let roomName = verb == .events ? "edr" : "scanner"
+        case .events, .threats, .scan, .rtp_stats, .scan_list, .scan_cancel, .alerts, .rules, .hunt:
+            // Event content, alerts, rules and hunting are the EDR's, threats and scans
+            // the scanner's: the request goes there with the client's socket, and the room answers.
+            let roomName = [.events, .alerts, .rules, .hunt].contains(verb) ? "edr" : "scanner"
             guard let room = rooms.first(where: { $0.manifest.name == roomName }), case .running = room.supervision.state,
                   let ch = room.channel else {
                 return refuse(fd, "the \(roomName) room is not running", code: "unavailable")

@@ -90,6 +90,8 @@ public final class Watchdog {
         try Sys.mkdirExisting(paths.edrDir, 0o750)
         try Sys.lchown(paths.edrDir, account.uid, account.gid)
         try Sys.chmod(paths.edrDir, 0o750)
+        // Where the admin drops Sigma rules (root's; the EDR reads it).
+        if !Sys.exists(paths.configDir + "/rules") { try Sys.mkdirs(paths.configDir + "/rules", 0o755) }
         try quarantine.prepare()
         try prepareDefinitions()
         loadDenyList()
@@ -133,7 +135,11 @@ public final class Watchdog {
                 }
             }
         case "edr":
-            argv += ["--store-max-bytes", "\(s.storeMaxBytes)", "--store-max-age-hours", "\(s.storeMaxAgeHours)"]
+            argv += ["--store-max-bytes", "\(s.storeMaxBytes)", "--store-max-age-hours", "\(s.storeMaxAgeHours)",
+                     "--process-table-capacity", "\(s.processTableCapacity)"]
+            // Sigma rules: the shipped set and the admin's (each only if present: Landlock needs the path).
+            if Sys.exists(binDir + "/rules") { argv += ["--shipped-rules", binDir + "/rules"] }
+            if Sys.exists(paths.configDir + "/rules") { argv += ["--rules", paths.configDir + "/rules"] }
         case "scanner":
             argv += ["--definitions", activeDefinitions, "--fallback-definitions", shippedDefinitions, "--trusted-keys", trustedKeysDir,
                      "--extra-definitions", paths.definitionsExtraDir]

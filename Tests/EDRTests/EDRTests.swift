@@ -24,7 +24,10 @@ final class ProcessTableTests: XCTestCase {
         var t = ProcessTable(capacity: 1000)
         for pid in UInt32(1)...50_000 {
             t.fork(parent: 1, child: pid + 1, startNs: UInt64(pid), uid: 0)
-            if pid % 3 == 0 { t.exit(pid) }
+            if pid % 3 == 0 {
+                t.exit(pid, atNs: UInt64(pid) * 1_000_000)
+                t.purgeExited(nowNs: UInt64(pid) * 1_000_000)
+            }
             XCTAssertLessThanOrEqual(t.count, 1000)
         }
         XCTAssertGreaterThan(t.evictions, 0)
@@ -65,6 +68,9 @@ final class ProcessTableTests: XCTestCase {
         let exit = e.row(for: KernelEvent(header: header(.exit, tgid: 5, t: 8), body: .exit(ppid: 4, exitCode: 9, startNs: 7)))
         XCTAssertEqual(try JSON.parse(exit.details)["signal"]?.int, 9)
         XCTAssertEqual(exit.exe, "/bin/echo")
+        // Still known just after its exit (its last file events may arrive late), gone after the grace period.
+        XCTAssertEqual(e.table.lookup(5)?.exe, "/bin/echo")
+        e.table.purgeExited(nowNs: 8 + ProcessTable.exitGraceNs + 1)
         XCTAssertNil(e.table.lookup(5), "exited processes leave the table")
     }
 }

@@ -158,8 +158,9 @@ final class Suite {
         var last = ""
         while Date() < deadline {
             let r = try cli(["threat", "list", "--limit", "1000", "--output", "json"])
-            last = r.out
-            if let t = try JSON.parse(r.out)["threats"]?.array?.first(where: { $0["path"]?.string == path && ok($0) }) { return t }
+            last = r.code == 0 ? r.out : r.err
+            // A busy scanner answers "try again" (exit 69): ask again.
+            if r.code == 0, let t = try JSON.parse(r.out)["threats"]?.array?.first(where: { $0["path"]?.string == path && ok($0) }) { return t }
             usleep(200_000)
         }
         throw HarnessError(description: "no matching threat for \(path): \(last)\n\(tailOfLog())")

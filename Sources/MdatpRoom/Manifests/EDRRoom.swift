@@ -12,8 +12,10 @@ extension Rooms {
     runsAs: .mdatp,
     capabilities: [],
     setupCapabilities: [],
-    syscalls: baseSyscalls + sqliteSyscalls + clientReplySyscalls,
-    readOnlyPaths: { _ in ["/dev/urandom"] },
+    // getdents64: the rule directories are listed inside the sandbox.
+    syscalls: baseSyscalls + sqliteSyscalls + clientReplySyscalls + ["getdents64"],
+    // Account names for events and rules; the rule directories come as arguments.
+    readOnlyPaths: { _ in ["/dev/urandom", "/etc/passwd", "/etc/group"] },
     readWritePaths: { p in [p.edrDir] },
     descriptors: consumerDescriptors,
     peers: ["watchdog", "collector (through the ring)", "CLI clients (sockets passed by the watchdog)"],
@@ -22,9 +24,11 @@ extension Rooms {
     heartbeatCounters: [
         "events_received", "events_stored", "events_lost", "decode_errors", "store_errors",
         "process_table_size", "process_table_evictions", "store_rows", "store_bytes", "queries_served",
-        "queries_refused",
+        "queries_refused", "sigma_rules_loaded", "sigma_rules_refused", "alerts_raised", "sigma_hits", "behaviour_hits",
+        "detection_state_entries",
     ],
     niceness: 10,
-    eventClasses: 0b1111
+    eventClasses: 0b1111,
+    readOnlyArguments: ["shipped-rules", "rules"]
 )
 }

@@ -18,7 +18,7 @@ DEB_PACKAGES := libbpf-dev bpftool libseccomp-dev libcap-dev libssl-dev libzstd-
                 libelf-dev zlib1g-dev libsqlite3-dev sqlite3 pkg-config procps iproute2 python3 clamav-testfiles zstd openssl libarchive-dev libyara-dev libhyperscan-dev \
                 curl wget util-linux
 
-.PHONY: all deps bpf build release definitions run test bench bench-ring bench-sensor bench-scan bench-deps clean user
+.PHONY: all deps bpf build release definitions run test bench bench-ring bench-sensor bench-scan bench-edr bench-deps clean user
 
 all: build
 
@@ -78,13 +78,16 @@ test: deps build user
 	n=$$(echo "$$line" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/'); f=$$(echo "$$line" | sed -E 's/.*with ([0-9]+) failures?.*/\1/'); \
 	[ -n "$$n" ] && echo "tests: $$((n - f)) passed, $$f failed"; exit $$rc
 
-bench: bench-ring bench-sensor bench-scan
+bench: bench-ring bench-sensor bench-scan bench-edr
 
 bench-ring: deps release
 	$(CURDIR)/.build/release/mdatp-bench ring
 
 bench-sensor: deps release user
 	python3 bench/sensor.py --bin $(CURDIR)/.build/release
+
+bench-edr: deps release user
+	python3 bench/edr.py --bin $(CURDIR)/.build/release
 
 # The scanners we measure against, only for this bench (not needed to build or test).
 BENCH_SCAN_PACKAGES := clamav clamav-daemon clamdscan yara time

@@ -63,7 +63,7 @@ let package = Package(
         .executableTarget(name: "mdatp-edr", dependencies: ["EDR"]),
         .executableTarget(name: "mdatp-scanner", dependencies: ["Scanner"]),
         // Benchmarks (make bench); not installed.
-        .executableTarget(name: "mdatp-bench", dependencies: ["MdatpRing", "MdatpSystem", "ScanEngine"]),
+        .executableTarget(name: "mdatp-bench", dependencies: ["MdatpRing", "MdatpSystem", "ScanEngine", "EDR", "Detection", "MdatpEvents"]),
 
         .testTarget(name: "MdatpRingTests", dependencies: ["MdatpRing"]),
         .testTarget(name: "MdatpEventsTests", dependencies: ["MdatpEvents", "CMdatpABI"]),

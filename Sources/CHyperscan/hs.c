@@ -279,3 +279,77 @@ int mdatp_re_match(mdatp_re *re, const void *data, size_t len)
 		return -1;
 	return hit;
 }
+
+struct mdatp_lits {
+	hs_database_t *db;
+	hs_scratch_t *scratch;
+};
+
+mdatp_lits *mdatp_lits_compile(const char *const *lits, const size_t *lens, unsigned count, char *err, size_t errlen)
+{
+	if (count == 0) {
+		snprintf(err, errlen, "no literals");
+		return NULL;
+	}
+	unsigned *ids = malloc(count * sizeof *ids), *flags = malloc(count * sizeof *flags);
+	if (!ids || !flags) {
+		free(ids), free(flags);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	for (unsigned i = 0; i < count; i++)
+		ids[i] = i, flags[i] = HS_FLAG_SINGLEMATCH;
+	hs_database_t *db = NULL;
+	hs_compile_error_t *ce = NULL;
+	hs_error_t rc = hs_compile_lit_multi(lits, flags, ids, lens, count, HS_MODE_BLOCK, NULL, &db, &ce);
+	free(ids), free(flags);
+	if (rc != HS_SUCCESS) {
+		snprintf(err, errlen, "%s", ce && ce->message ? ce->message : "cannot compile");
+		hs_free_compile_error(ce);
+		return NULL;
+	}
+	mdatp_lits *l = calloc(1, sizeof *l);
+	if (!l || hs_alloc_scratch(db, &l->scratch) != HS_SUCCESS) {
+		hs_free_database(db);
+		free(l);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	l->db = db;
+	return l;
+}
+
+void mdatp_lits_free(mdatp_lits *l)
+{
+	if (!l)
+		return;
+	hs_free_scratch(l->scratch);
+	hs_free_database(l->db);
+	free(l);
+}
+
+struct lits_ctx {
+	uint32_t *out;
+	size_t max, n;
+};
+
+static int lits_on_match(unsigned id, unsigned long long from, unsigned long long to, unsigned flags, void *ctx)
+{
+	(void)from, (void)to, (void)flags;
+	struct lits_ctx *c = ctx;
+	if (c->n < c->max)
+		c->out[c->n] = id;
+	c->n++;
+	return 0;
+}
+
+long mdatp_lits_scan(mdatp_lits *l, const void *data, size_t len, uint32_t *out, size_t max)
+{
+	if (len > 0xffffffffu)
+		return -1;
+	struct lits_ctx c = { out, max, 0 };
+	hs_error_t rc = hs_scan(l->db, data ? data : "", (unsigned)len, 0, l->scratch, lits_on_match, &c);
+	if (rc != HS_SUCCESS)
+		return -1;
+	return (long)(c.n < max ? c.n : max);
+}

@@ -56,6 +56,57 @@ indirect enum Condition {
     }
 }
 
+/// What evaluation touches, in one object: reading it from an array costs one
+/// reference, not a copy of the rule's metadata.
+final class CompiledRule {
+    let selections: [Selection]
+    let condition: Condition
+    /// auditd rules that need `type` to be one of these (nil: any record type).
+    let auditTypes: Set<[UInt8]>?
+
+    init(selections: [Selection], condition: Condition, source: SigmaLogSource) {
+        self.selections = selections
+        self.condition = condition
+        auditTypes = source == .auditd ? CompiledRule.requiredTypes(condition, selections) : nil
+    }
+
+    /// The `type` values a record must have for the condition to hold: from a selection the
+    /// condition requires (alone or as a conjunct) whose every alternative tests `type` for equality.
+    static func requiredTypes(_ c: Condition, _ sels: [Selection]) -> Set<[UInt8]>? {
+        func fromSelection(_ i: Int) -> Set<[UInt8]>? {
+            var out = Set<[UInt8]>()
+            for alt in sels[i].alternatives {
+                guard let t = alt.first(where: { $0.field == .auditType && !$0.all }) else { return nil }
+                for m in t.matchers {
+                    guard case .equals(let v, let cased) = m else { return nil }
+                    out.insert(cased ? asciiLowered(v) : v)
+                }
+            }
+            return out
+        }
+        switch c {
+        case .selection(let i): return fromSelection(i)
+        case .and(let cs):
+            for x in cs { if let t = requiredTypes(x, sels) { return t } }
+            return nil
+        case .or(let cs):
+            var out = Set<[UInt8]>()
+            for x in cs { guard let t = requiredTypes(x, sels) else { return nil }; out.formUnion(t) }
+            return out
+        case .not: return nil
+        }
+    }
+
+    @inline(__always)
+    func matches(_ r: SigmaRecord, scratch: inout [Int8]) -> Bool {
+        if let types = auditTypes {
+            guard let t = r.lower(.auditType), types.contains(t) else { return false }
+        }
+        for i in 0..<selections.count { scratch[i] = -1 }
+        return condition.evaluate(selections, r, &scratch)
+    }
+}
+
 public struct SigmaRule {
     public let id: String
     public let title: String
@@ -76,6 +127,9 @@ public struct SigmaRule {
         var memo = [Int8](repeating: -1, count: selections.count)
         return condition.evaluate(selections, r, &memo)
     }
+
+    /// Whether some selection searches keywords (then every field is wanted).
+    var usesKeywords: Bool { selections.contains { $0.alternatives.contains { $0.contains { $0.field == nil } } } }
 }
 
 public enum SigmaCompiler {
@@ -438,9 +492,21 @@ public struct SigmaRuleSet {
 
     public init() {}
 
+    /// Per source, which fields some rule reads (all of them when a rule searches keywords).
+    public private(set) var wanted: [SigmaLogSource: [Bool]] = [:]
+    var scratch = ScratchBuffer()
+    var compiled: [CompiledRule] = []
+    var indexes = SourceIndexes()
+
     public mutating func add(_ r: SigmaRule) {
+        indexes = SourceIndexes() // rebuilt on next use
+        compiled.append(CompiledRule(selections: r.selections, condition: r.condition, source: r.source))
         bySource[r.source, default: []].append(rules.count)
         fieldsBySource[r.source, default: []].formUnion(r.fields)
+        var w = wanted[r.source] ?? Array(repeating: false, count: SigmaField.allCases.count)
+        if r.usesKeywords { w = Array(repeating: true, count: w.count) } else { for f in r.fields { w[f.rawValue] = true } }
+        wanted[r.source] = w
+        scratch.grow(r.selections.count)
         rules.append(r)
     }
 
@@ -451,10 +517,31 @@ public struct SigmaRuleSet {
     /// Indexes of the rules of the record's source that match it.
     public func evaluate(_ r: SigmaRecord) -> [Int] {
         guard let idx = bySource[r.source] else { return [] }
+        let index = sourceIndex(r.source, idx)
+        index.mark(r)
         var out: [Int] = []
-        for i in idx where rules[i].matches(r) { out.append(i) }
+        let s = scratch
+        for (pos, i) in idx.enumerated() where index.isCandidate(pos) && compiled[i].matches(r, scratch: &s.memo) { out.append(i) }
         return out
     }
 
+    /// The literal prefilter of a source, built on first use after the rules are added.
+    func sourceIndex(_ s: SigmaLogSource, _ idx: [Int]) -> SigmaSourceIndex {
+        if let x = indexes.bySource[s] { return x }
+        let x = SigmaSourceIndex(rules: idx.map { compiled[$0] })
+        indexes.bySource[s] = x
+        return x
+    }
+
     public func needs(_ f: SigmaField, for s: SigmaLogSource) -> Bool { fieldsBySource[s]?.contains(f) ?? false }
+}
+
+/// The condition memo reused across rules (one thread evaluates a rule set).
+final class ScratchBuffer {
+    var memo: [Int8] = []
+    func grow(_ n: Int) { if memo.count < n { memo = Array(repeating: -1, count: n) } }
+}
+
+final class SourceIndexes {
+    var bySource: [SigmaLogSource: SigmaSourceIndex] = [:]
 }

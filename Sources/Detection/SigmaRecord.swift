@@ -128,12 +128,23 @@ public final class SigmaRecord {
     var loweredDone: [Bool]
     var keywordText: [UInt8]?
     var keywordLower: [UInt8]?
+    /// Fields some rule reads (nil: all). `put` skips the others without computing them.
+    public var wanted: [Bool]?
+    var setFields: [Int] = []
 
-    public init(source: SigmaLogSource) {
+    public init(source: SigmaLogSource, wanted: [Bool]? = nil) {
         self.source = source
+        self.wanted = wanted
         values = Array(repeating: nil, count: SigmaField.allCases.count)
         lowered = values
         loweredDone = Array(repeating: false, count: values.count)
+    }
+
+    /// Sets a field only if a rule reads it; the value is computed only then.
+    @inline(__always)
+    public func put(_ field: SigmaField, _ value: @autoclosure () -> String?) {
+        if let w = wanted, !w[field.rawValue] { return }
+        set(field, value().map { Array($0.utf8) })
     }
 
     public subscript(field: SigmaField) -> String? {
@@ -142,18 +153,21 @@ public final class SigmaRecord {
     }
 
     public func set(_ field: SigmaField, _ bytes: [UInt8]?) {
-        values[field.rawValue] = bytes
-        loweredDone[field.rawValue] = false
+        let i = field.rawValue
+        if values[i] == nil && bytes != nil { setFields.append(i) }
+        values[i] = bytes
+        loweredDone[i] = false
         keywordText = nil
         keywordLower = nil
     }
 
-    /// Clears every field (records are reused event after event).
+    /// Clears the fields set (records are reused event after event).
     public func reset() {
-        for i in values.indices where values[i] != nil {
+        for i in setFields {
             values[i] = nil
             loweredDone[i] = false
         }
+        setFields.removeAll(keepingCapacity: true)
         keywordText = nil
         keywordLower = nil
     }

@@ -20,9 +20,12 @@ public struct StoredAlert: Sendable {
     public var source = ""
     public var dedupKey = ""
     public var evidence: JSON = .object([])
+    /// When the EDR raised it (wall clock): minus first_seen_ns, the detection latency.
+    public var raisedNs: Int64 = 0
 
     public var json: JSON {
         .object([("id", .string(alertId)), ("first_seen_ns", .number(Double(firstSeenNs))), ("last_seen_ns", .number(Double(lastSeenNs))),
+                 ("raised_ns", .number(Double(raisedNs))),
                  ("first_seen", .string(isoTime(firstSeenNs))), ("last_seen", .string(isoTime(lastSeenNs))),
                  ("count", .number(Double(count))), ("severity", .string(severity)), ("title", .string(title)), ("description", .string(description)),
                  ("techniques", .array(techniques.map { .string($0) })), ("detection_source", .string(source)), ("evidence", evidence)])
@@ -54,7 +57,7 @@ public final class AlertStore {
     CREATE TABLE IF NOT EXISTS alerts (
       id INTEGER PRIMARY KEY, alert_id TEXT NOT NULL UNIQUE, first_seen_ns INTEGER NOT NULL, last_seen_ns INTEGER NOT NULL,
       count INTEGER NOT NULL, severity TEXT, title TEXT, description TEXT, techniques TEXT, detection_source TEXT,
-      dedup_key TEXT, evidence TEXT);
+      dedup_key TEXT, evidence TEXT, raised_ns INTEGER);
     CREATE INDEX IF NOT EXISTS alerts_dedup ON alerts(detection_source, dedup_key, last_seen_ns);
     CREATE INDEX IF NOT EXISTS alerts_time ON alerts(last_seen_ns);
     """
@@ -63,7 +66,9 @@ public final class AlertStore {
         self.jsonlPath = jsonlPath
         do throws(SQLiteError) {
             sql = try SQLiteDB(path: path, schema: AlertStore.schema)
-            insert = try sql.prepare("INSERT INTO alerts (alert_id, first_seen_ns, last_seen_ns, count, severity, title, description, techniques, detection_source, dedup_key, evidence) VALUES (?,?,?,?,?,?,?,?,?,?,?)", persistent: true)
+            // A store from before raised_ns existed gains it (fails harmlessly when present).
+            try? sql.exec("ALTER TABLE alerts ADD COLUMN raised_ns INTEGER")
+            insert = try sql.prepare("INSERT INTO alerts (alert_id, first_seen_ns, last_seen_ns, count, severity, title, description, techniques, detection_source, dedup_key, evidence, raised_ns) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", persistent: true)
             bump = try sql.prepare("UPDATE alerts SET last_seen_ns = ?1, count = count + 1 WHERE id = ?2", persistent: true)
             findRecent = try sql.prepare("SELECT id, last_seen_ns FROM alerts WHERE detection_source = ?1 AND dedup_key = ?2 AND last_seen_ns >= ?3 ORDER BY last_seen_ns DESC LIMIT 1", persistent: true)
             total = try sql.scalar("SELECT count(*) FROM alerts")
@@ -112,6 +117,7 @@ public final class AlertStore {
         a.source = c.source
         a.dedupKey = c.dedupKey
         a.evidence = c.evidence
+        a.raisedNs = nowNs
         sqlite3_reset(insert)
         insert.bind(1, a.alertId)
         insert.bind(2, a.firstSeenNs)
@@ -124,6 +130,7 @@ public final class AlertStore {
         insert.bind(9, a.source)
         insert.bind(10, a.dedupKey)
         insert.bind(11, a.evidence.serialized())
+        insert.bind(12, a.raisedNs)
         guard sqlite3_step(insert) == SQLITE_DONE else { throw StoreError(message: "alerts: \(sql.lastError)") }
         if recent.count >= AlertStore.maxRecent { recent.removeAll(keepingCapacity: true) }
         recent[key] = (sqlite3_last_insert_rowid(sql.handle), when)
@@ -149,7 +156,7 @@ public final class AlertStore {
 
     /// Newest first.
     public func list(limit: Int, sinceNs: Int64 = 0, minSeverity: String? = nil) throws(StoreError) -> [StoredAlert] {
-        var q = "SELECT alert_id, first_seen_ns, last_seen_ns, count, severity, title, description, techniques, detection_source, dedup_key, evidence FROM alerts WHERE last_seen_ns >= ?1"
+        var q = "SELECT alert_id, first_seen_ns, last_seen_ns, count, severity, title, description, techniques, detection_source, dedup_key, evidence, raised_ns FROM alerts WHERE last_seen_ns >= ?1"
         let levels = ["informational", "low", "medium", "high", "critical"]
         if let m = minSeverity, let i = levels.firstIndex(of: m) {
             q += " AND severity IN (" + levels[i...].map { "'\($0)'" }.joined(separator: ",") + ")"
@@ -159,7 +166,7 @@ public final class AlertStore {
     }
 
     public func get(id: String) throws(StoreError) -> StoredAlert? {
-        try rows("SELECT alert_id, first_seen_ns, last_seen_ns, count, severity, title, description, techniques, detection_source, dedup_key, evidence FROM alerts WHERE alert_id = ?1") {
+        try rows("SELECT alert_id, first_seen_ns, last_seen_ns, count, severity, title, description, techniques, detection_source, dedup_key, evidence, raised_ns FROM alerts WHERE alert_id = ?1") {
             $0.bind(1, id)
         }.first
     }
@@ -183,6 +190,7 @@ public final class AlertStore {
             a.source = stmt.text(8)
             a.dedupKey = stmt.text(9)
             a.evidence = (try? JSON.parse(stmt.text(10))) ?? .object([])
+            a.raisedNs = stmt.int(11)
             out.append(a)
         }
         return out

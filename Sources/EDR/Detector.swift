@@ -28,14 +28,18 @@ public struct DetectionPipeline {
     public var behaviours = BehaviourEngine()
     public var counters = DetectionCounters()
     var names = UserNames()
-    let process = SigmaRecord(source: .processCreation)
-    let network = SigmaRecord(source: .networkConnection)
-    let audit = SigmaRecord(source: .auditd)
+    let process: SigmaRecord
+    let network: SigmaRecord
+    let audit: AuditdRecords
     var files: [SigmaLogSource: SigmaRecord] = [:]
 
     public init(rules: SigmaRuleSet) {
         self.rules = rules
-        for s in [SigmaLogSource.fileEvent, .fileCreate, .fileDelete, .fileRename, .fileChange] { files[s] = SigmaRecord(source: s) }
+        // Records are reused event after event and filled only with what some rule reads.
+        process = SigmaRecord(source: .processCreation, wanted: rules.wanted[.processCreation])
+        network = SigmaRecord(source: .networkConnection, wanted: rules.wanted[.networkConnection])
+        audit = AuditdRecords(wanted: rules.wanted[.auditd])
+        for s in [SigmaLogSource.fileEvent, .fileCreate, .fileDelete, .fileRename, .fileChange] { files[s] = SigmaRecord(source: s, wanted: rules.wanted[s]) }
     }
 
     public mutating func refreshNames(now: Double) { names.refreshIfChanged(now: now) }
@@ -57,8 +61,8 @@ public struct DetectionPipeline {
         case .exec(let x):
             if rules.hasRules(for: .processCreation) {
                 fillProcess(process, me, parent: parent, grandparent: grandparent)
-                process[.logonId] = x.loginuid == .max ? nil : String(x.loginuid)
-                process[.terminalSessionId] = x.sessionid == .max ? nil : String(x.sessionid)
+                process.put(.logonId, x.loginuid == .max ? nil : String(x.loginuid))
+                process.put(.terminalSessionId, x.sessionid == .max ? nil : String(x.sessionid))
                 sigmaRecords.append(process)
             }
         case .file(let f):
@@ -74,21 +78,21 @@ public struct DetectionPipeline {
             for s in sources where rules.hasRules(for: s) {
                 let r = files[s]!
                 fillProcess(r, me, parent: parent, grandparent: nil)
-                r[.targetFilename] = ev.kind == .fileRename ? f.path2 : f.path
-                r[.sourceFilename] = ev.kind == .fileRename ? f.path : nil
+                r.put(.targetFilename, ev.kind == .fileRename ? f.path2 : f.path)
+                r.put(.sourceFilename, ev.kind == .fileRename ? f.path : nil)
                 sigmaRecords.append(r)
             }
         case .network(let n) where ev.kind == .netConnect || ev.kind == .netAccept:
             if rules.hasRules(for: .networkConnection) {
                 fillProcess(network, me, parent: parent, grandparent: nil)
-                network[.destinationIp] = n.remoteAddress
-                network[.destinationPort] = String(n.remotePort)
-                network[.sourceIp] = n.localAddress
-                network[.sourcePort] = String(n.localPort)
-                network[.initiated] = ev.kind == .netConnect ? "true" : "false"
-                network[.netProtocol] = n.proto == 6 ? "tcp" : n.proto == 17 ? "udp" : String(n.proto)
-                network[.destinationIsIpv6] = n.family == 10 ? "true" : "false"
-                network[.sourceIsIpv6] = n.family == 10 ? "true" : "false"
+                network.put(.destinationIp, n.remoteAddress)
+                network.put(.destinationPort, String(n.remotePort))
+                network.put(.sourceIp, n.localAddress)
+                network.put(.sourcePort, String(n.localPort))
+                network.put(.initiated, ev.kind == .netConnect ? "true" : "false")
+                network.put(.netProtocol, n.proto == 6 ? "tcp" : n.proto == 17 ? "udp" : String(n.proto))
+                network.put(.destinationIsIpv6, n.family == 10 ? "true" : "false")
+                network.put(.sourceIsIpv6, n.family == 10 ? "true" : "false")
                 sigmaRecords.append(network)
             }
         default: break
@@ -200,20 +204,20 @@ public struct DetectionPipeline {
 
     func fillProcess(_ r: SigmaRecord, _ me: ProcessView, parent: ProcessView?, grandparent: ProcessView?) {
         r.reset()
-        r[.image] = me.exe
-        r[.commandLine] = me.commandLine
-        r[.currentDirectory] = me.cwd
-        r[.user] = names.user(me.uid)
-        r[.processId] = String(me.pid)
-        r[.parentProcessId] = String(me.ppid)
+        r.put(.image, me.exe)
+        r.put(.commandLine, me.commandLine)
+        r.put(.currentDirectory, me.cwd)
+        r.put(.user, names.user(me.uid))
+        r.put(.processId, String(me.pid))
+        r.put(.parentProcessId, String(me.ppid))
         if let p = parent {
-            r[.parentImage] = p.exe
-            r[.parentCommandLine] = p.commandLine
-            if r.source == .processCreation { r[.parentUser] = names.user(p.uid) }
+            r.put(.parentImage, p.exe)
+            r.put(.parentCommandLine, p.commandLine)
+            if r.source == .processCreation { r.put(.parentUser, names.user(p.uid)) }
         }
         if let g = grandparent, r.source == .processCreation {
-            r[.grandparentImage] = g.exe
-            r[.grandparentCommandLine] = g.commandLine
+            r.put(.grandparentImage, g.exe)
+            r.put(.grandparentCommandLine, g.commandLine)
         }
     }
 
@@ -261,64 +265,75 @@ public struct DetectionPipeline {
     }
 }
 
+/// Reused auditd records: at most one SYSCALL, EXECVE, CWD, SOCKADDR and two PATH per event.
+final class AuditdRecords {
+    let syscall, execve, cwd, sockaddr, path1, path2: SigmaRecord
+    init(wanted: [Bool]?) {
+        func make() -> SigmaRecord { SigmaRecord(source: .auditd, wanted: wanted.map { w in var x = w; x[SigmaField.auditType.rawValue] = true; return x }) }
+        syscall = make(); execve = make(); cwd = make(); sockaddr = make(); path1 = make(); path2 = make()
+    }
+}
+
 /// Our events as auditd writes them (interpreted form: `ausearch -i`), one
 /// record per line type, so rules written for auditd apply unchanged.
 enum AuditdView {
-    static func records(_ ev: KernelEvent, _ me: ProcessView, names: UserNames, into r: SigmaRecord) -> [SigmaRecord] {
+    static func records(_ ev: KernelEvent, _ me: ProcessView, names: UserNames, into pool: AuditdRecords) -> [SigmaRecord] {
         var out: [SigmaRecord] = []
         func syscallRecord(_ name: String, success: Bool, exit: Int64, args: [UInt64] = []) -> SigmaRecord {
-            let s = SigmaRecord(source: .auditd)
-            s[.auditType] = "SYSCALL"
-            s[.syscall] = name
-            s[.success] = success ? "yes" : "no"
-            s[.exit] = String(exit)
-            s[.exe] = me.exe
-            s[.comm] = ev.header.comm
-            s[.uid] = names.user(ev.header.uid)
-            s[.euid] = names.user(ev.header.euid)
-            s[.pid] = String(me.pid)
-            s[.ppid] = String(me.ppid)
-            s[.key] = "(null)"
-            for (i, a) in args.prefix(4).enumerated() { s[SigmaField.argument(i)!] = String(a, radix: 16) }
+            let s = pool.syscall
+            s.reset()
+            s.put(.auditType, "SYSCALL")
+            s.put(.syscall, name)
+            s.put(.success, success ? "yes" : "no")
+            s.put(.exit, String(exit))
+            s.put(.exe, me.exe)
+            s.put(.comm, ev.header.comm)
+            s.put(.uid, names.user(ev.header.uid))
+            s.put(.euid, names.user(ev.header.euid))
+            s.put(.pid, String(me.pid))
+            s.put(.ppid, String(me.ppid))
+            s.put(.key, "(null)")
+            for (i, a) in args.prefix(4).enumerated() { s.put(SigmaField.argument(i)!, String(a, radix: 16)) }
             return s
         }
-        func pathRecord(_ name: String, _ nametype: String, mode: UInt32? = nil) -> SigmaRecord {
-            let p = SigmaRecord(source: .auditd)
-            p[.auditType] = "PATH"
-            p[.name] = name
-            p[.nametype] = nametype
-            if let mode { p[.mode] = String(mode, radix: 8) }
+        func pathRecord(_ p: SigmaRecord, _ name: String, _ nametype: String, mode: UInt32? = nil) -> SigmaRecord {
+            p.reset()
+            p.put(.auditType, "PATH")
+            p.put(.name, name)
+            p.put(.nametype, nametype)
+            if let mode { p.put(.mode, String(mode, radix: 8)) }
             return p
         }
-        _ = r
         switch ev.body {
         case .exec(let x):
             let s = syscallRecord("execve", success: true, exit: 0)
-            s[.auid] = x.loginuid == .max ? "unset" : names.user(x.loginuid)
-            s[.ses] = x.sessionid == .max ? "unset" : String(x.sessionid)
-            s[.tty] = x.tty.isEmpty ? "(none)" : x.tty
-            s[.gid] = String(x.gid)
+            s.put(.auid, x.loginuid == .max ? "unset" : names.user(x.loginuid))
+            s.put(.ses, x.sessionid == .max ? "unset" : String(x.sessionid))
+            s.put(.tty, x.tty.isEmpty ? "(none)" : x.tty)
+            s.put(.gid, String(x.gid))
             out.append(s)
-            let e = SigmaRecord(source: .auditd)
-            e[.auditType] = "EXECVE"
-            e[.argc] = String(x.argc)
-            for (i, a) in x.argv.prefix(32).enumerated() { e[SigmaField.argument(i)!] = a }
+            let e = pool.execve
+            e.reset()
+            e.put(.auditType, "EXECVE")
+            e.put(.argc, String(x.argc))
+            for (i, a) in x.argv.prefix(32).enumerated() { e.put(SigmaField.argument(i)!, a) }
             out.append(e)
-            out.append(pathRecord(x.exe, "NORMAL", mode: x.exeMode))
-            let c = SigmaRecord(source: .auditd)
-            c[.auditType] = "CWD"
-            c[.cwd] = x.cwd
+            out.append(pathRecord(pool.path1, x.exe, "NORMAL", mode: x.exeMode))
+            let c = pool.cwd
+            c.reset()
+            c.put(.auditType, "CWD")
+            c.put(.cwd, x.cwd)
             out.append(c)
         case .file(let f):
             let call: String
             var paths: [SigmaRecord] = []
             switch ev.kind {
-            case .fileCreate: call = "openat"; paths = [pathRecord(f.path, "CREATE", mode: f.mode)]
-            case .fileOpenWrite, .fileOpenRead, .fileCloseWrite: call = "openat"; paths = [pathRecord(f.path, "NORMAL", mode: f.mode)]
-            case .fileRename: call = "renameat2"; paths = [pathRecord(f.path, "DELETE"), pathRecord(f.path2, "CREATE")]
-            case .fileUnlink: call = "unlinkat"; paths = [pathRecord(f.path, "DELETE")]
-            case .fileChmod: call = "fchmodat"; paths = [pathRecord(f.path, "NORMAL", mode: f.mode)]
-            case .fileChown: call = "fchownat"; paths = [pathRecord(f.path, "NORMAL")]
+            case .fileCreate: call = "openat"; paths = [pathRecord(pool.path1, f.path, "CREATE", mode: f.mode)]
+            case .fileOpenWrite, .fileOpenRead, .fileCloseWrite: call = "openat"; paths = [pathRecord(pool.path1, f.path, "NORMAL", mode: f.mode)]
+            case .fileRename: call = "renameat2"; paths = [pathRecord(pool.path1, f.path, "DELETE"), pathRecord(pool.path2, f.path2, "CREATE")]
+            case .fileUnlink: call = "unlinkat"; paths = [pathRecord(pool.path1, f.path, "DELETE")]
+            case .fileChmod: call = "fchmodat"; paths = [pathRecord(pool.path1, f.path, "NORMAL", mode: f.mode)]
+            case .fileChown: call = "fchownat"; paths = [pathRecord(pool.path1, f.path, "NORMAL")]
             default: return []
             }
             out.append(syscallRecord(call, success: true, exit: 0))
@@ -334,11 +349,12 @@ enum AuditdView {
             }
             out.append(syscallRecord(call, success: n.ret == 0 || n.ret == -115, exit: Int64(n.ret)))
             if ev.kind != .netListen {
-                let a = SigmaRecord(source: .auditd)
-                a[.auditType] = "SOCKADDR"
-                a[.saddrFam] = n.family == 10 ? "inet6" : "inet"
-                a[.laddr] = ev.kind == .netBind ? n.localAddress : n.remoteAddress
-                a[.lport] = String(ev.kind == .netBind ? n.localPort : n.remotePort)
+                let a = pool.sockaddr
+                a.reset()
+                a.put(.auditType, "SOCKADDR")
+                a.put(.saddrFam, n.family == 10 ? "inet6" : "inet")
+                a.put(.laddr, ev.kind == .netBind ? n.localAddress : n.remoteAddress)
+                a.put(.lport, String(ev.kind == .netBind ? n.localPort : n.remotePort))
                 out.append(a)
             }
         case .sensitive(let s):
@@ -355,8 +371,8 @@ enum AuditdView {
             }
             let args: [UInt64] = ev.kind == .ptrace ? [s.args[0], UInt64(s.targetPid)] : ev.kind == .signalSuite ? [UInt64(s.targetPid), s.args[0]] : Array(s.args.dropFirst())
             out.append(syscallRecord(call, success: s.ret >= 0, exit: s.ret, args: args))
-            if ev.kind == .moduleLoad, let p = s.strings.first, !p.isEmpty { out.append(pathRecord(p, "NORMAL")) }
-            if ev.kind == .mount, s.strings.count > 1 { out.append(pathRecord(s.strings[1], "NORMAL")) }
+            if ev.kind == .moduleLoad, let p = s.strings.first, !p.isEmpty { out.append(pathRecord(pool.path1, p, "NORMAL")) }
+            if ev.kind == .mount, s.strings.count > 1 { out.append(pathRecord(pool.path1, s.strings[1], "NORMAL")) }
         default: break
         }
         return out

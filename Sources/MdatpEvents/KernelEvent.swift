@@ -16,6 +16,13 @@ public struct EventHeader: Equatable, Sendable {
     public var euid: UInt32
     public var cgroupId: UInt64
     public var comm: String
+
+    // Public: benchmarks and tools outside this module build events too.
+    public init(type: UInt16, flags: UInt16, size: UInt32, seq: UInt64, ktimeNs: UInt64, pid: UInt32, tgid: UInt32, uid: UInt32, euid: UInt32,
+                cgroupId: UInt64, comm: String) {
+        self.type = type; self.flags = flags; self.size = size; self.seq = seq; self.ktimeNs = ktimeNs
+        self.pid = pid; self.tgid = tgid; self.uid = uid; self.euid = euid; self.cgroupId = cgroupId; self.comm = comm
+    }
 }
 
 public struct ExecInfo: Equatable, Sendable {
@@ -39,6 +46,15 @@ public struct ExecInfo: Equatable, Sendable {
     public var stdio: UInt32 = 0
 
     public func stdioKind(_ fd: Int) -> UInt32 { (stdio >> UInt32(4 * fd)) & 0xf }
+
+    // Public: benchmarks and tools outside this module build events too.
+    public init(ppid: UInt32, gid: UInt32, egid: UInt32, loginuid: UInt32, sessionid: UInt32, exeDev: UInt32, exeIno: UInt64, exeMtimeSec: Int64,
+                exeMtimeNsec: UInt32, exeMode: UInt32, startTimeNs: UInt64, argc: UInt32, exe: String, cwd: String, tty: String, argv: [String],
+                stdio: UInt32 = 0) {
+        self.ppid = ppid; self.gid = gid; self.egid = egid; self.loginuid = loginuid; self.sessionid = sessionid; self.exeDev = exeDev
+        self.exeIno = exeIno; self.exeMtimeSec = exeMtimeSec; self.exeMtimeNsec = exeMtimeNsec; self.exeMode = exeMode
+        self.startTimeNs = startTimeNs; self.argc = argc; self.exe = exe; self.cwd = cwd; self.tty = tty; self.argv = argv; self.stdio = stdio
+    }
 }
 
 public struct FileInfo: Equatable, Sendable {
@@ -50,6 +66,12 @@ public struct FileInfo: Equatable, Sendable {
     public var openFlags: UInt32
     public var path: String
     public var path2: String
+
+    // Public: benchmarks and tools outside this module build events too.
+    public init(mode: UInt32, ownerUid: UInt32, ownerGid: UInt32, dev: UInt32, ino: UInt64, openFlags: UInt32, path: String, path2: String) {
+        self.mode = mode; self.ownerUid = ownerUid; self.ownerGid = ownerGid; self.dev = dev; self.ino = ino
+        self.openFlags = openFlags; self.path = path; self.path2 = path2
+    }
 }
 
 public struct NetInfo: Equatable, Sendable {
@@ -61,6 +83,12 @@ public struct NetInfo: Equatable, Sendable {
     public var ret: Int32
     public var localAddress: String
     public var remoteAddress: String
+
+    // Public: benchmarks and tools outside this module build events too.
+    public init(family: UInt16, proto: UInt16, sockType: UInt16, localPort: UInt16, remotePort: UInt16, ret: Int32, localAddress: String, remoteAddress: String) {
+        self.family = family; self.proto = proto; self.sockType = sockType; self.localPort = localPort; self.remotePort = remotePort
+        self.ret = ret; self.localAddress = localAddress; self.remoteAddress = remoteAddress
+    }
 }
 
 public struct SensitiveInfo: Equatable, Sendable {
@@ -87,6 +115,12 @@ public struct KernelEvent: Equatable, Sendable {
     public var header: EventHeader
     public var body: EventBody
     public var kind: EventKind { EventKind(rawValue: header.type) ?? .unknown }
+
+    // Public: benchmarks and tools outside this module build events too.
+    public init(header: EventHeader, body: EventBody) {
+        self.header = header
+        self.body = body
+    }
 }
 
 /// Event types with the names the CLI and store use.
@@ -271,3 +305,4 @@ public enum EventDecoder {
         return hex(groups[0..<bestStart]) + "::" + hex(groups[(bestStart + bestLen)...])
     }
 }
+

@@ -98,6 +98,9 @@ public struct RoomStart {
     public static func begin(_ manifest: RoomManifest) -> RoomStart {
         let args = RoomArguments(CommandLine.arguments)
         Sys.setThreadName(manifest.executable)
+        // A CLI client that hangs up before its answer is written is an EPIPE for
+        // that reply, not the end of the room.
+        signal(SIGPIPE, SIG_IGN)
         do throws(Errno) { try Sys.setParentDeathSignal(SIGKILL) } catch { roomFail(manifest.name, "\(error)", code: RoomExit.transient) }
         guard let account = Sys.lookupUser("mdatp") else { roomFail(manifest.name, "user mdatp does not exist", code: RoomExit.badConfig) }
         return RoomStart(name: manifest.name, args: args, paths: SuitePaths(prefix: args.string("prefix") ?? ""),

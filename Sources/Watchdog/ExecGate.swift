@@ -193,10 +193,12 @@ extension Watchdog {
             case .message(.execVerdict(let token, let allow), _)?:
                 if let p = g.pending.removeValue(forKey: token) { g.respond(p.fd, allow: allow) }
                 if !g.backlog.isEmpty { g.flush(to: ch) }
-            case .closed?, nil:
+            case .closed?:
                 slot.gateChannel = nil
                 disarmExecGate()
                 return
+            case nil:
+                return // a failed read (EINTR…): the next turn tries again; expiry lets waiting execs through
             case .message(let m, let fd)?:
                 if fd >= 0 { Sys.close(fd) }
                 feed(slot, .misbehaved(reason: "exec gate channel: \(m.type) is not an execVerdict", now: Sys.monotonicSeconds()))

@@ -87,9 +87,11 @@ func opt(_ name: String, _ d: Int) -> Int {
 switch args.count > 1 ? args[1] : "" {
 case "ring": ringBench()
 case "scan": scanBench(Array(args.dropFirst(2)))
+case "edr": edrBench(Array(args.dropFirst(2)))
 default:
     print("usage: mdatp-bench ring [--messages N] [--size BYTES] [--runs K]")
     print("       mdatp-bench scan --definitions DIR (--list FILE | PATH...) [--threads N] [--archives] [--show]")
+    print("       mdatp-bench edr [--rules 0,200,2000] [--events N] [--runs K]")
     exit(64)
 }
 

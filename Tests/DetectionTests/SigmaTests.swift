@@ -455,6 +455,34 @@ final class SigmaTests: XCTestCase {
         XCTAssertEqual(set.refused.count, 1)
     }
 
+    /// The literal prefilter never changes a verdict: same results as evaluating every rule.
+    func testThePrefilterAgreesWithEvaluatingEveryRule() throws {
+        let dets = [
+            "sel:\n    Image|endswith: ['/curl', '/wget']\ncondition: sel",
+            "sel:\n    CommandLine|contains|all: ['-e', 'sh']\ncondition: sel",
+            "a:\n    Image|endswith: /nc\nb:\n    CommandLine|contains: ' -l'\ncondition: a and not b",
+            "a:\n    Image: '/usr/*/py*'\nb:\n    User: root\ncondition: a or b",
+            "sel:\n    CommandLine|re: 'x[0-9]+y'\ncondition: sel",
+            "kw:\n    - 'HTTP://'\ncondition: kw",
+            "sel:\n    - Image|startswith: /tmp/\n    - CommandLine|cased|contains: SeCrEt\ncondition: sel",
+            "sel:\n    ParentImage|fieldref: Image\ncondition: sel",
+            "sel:\n    CurrentDirectory: null\n    Image|endswith: /bash\ncondition: sel",
+            "a:\n    Image|endswith: /sh\nb:\n    ParentImage|endswith: /nginx\ncondition: all of them",
+        ]
+        var set = SigmaRuleSet()
+        for d in dets { set.add(try rule(d)) }
+        let images = ["/usr/bin/curl", "/usr/bin/nc", "/usr/bin/python3", "/tmp/x", "/bin/bash", "/bin/sh", "/usr/sbin/nginx"]
+        let cmds = ["curl http://a", "nc -e /bin/sh", "nc -l 80", "x12y", "the SeCrEt", "the secret", "HTTP://X", ""]
+        var r = UInt64(1)
+        func next(_ n: Int) -> Int { r = r &* 6364136223846793005 &+ 1442695040888963407; return Int(r >> 33) % n }
+        for _ in 0..<2000 {
+            let rec = proc(images[next(images.count)], cmds[next(cmds.count)], parent: images[next(images.count)], user: next(2) == 0 ? "root" : "app")
+            if next(3) == 0 { rec[.currentDirectory] = nil }
+            let all = set.rules.indices.filter { set.rules[$0].matches(rec) }
+            XCTAssertEqual(set.evaluate(rec), all, "\(rec[.image] ?? "") \(rec[.commandLine] ?? "")")
+        }
+    }
+
     private func base64(_ b: [UInt8]) -> [UInt8] {
         let a = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
         var out: [UInt8] = []

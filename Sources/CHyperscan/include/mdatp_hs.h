@@ -96,4 +96,12 @@ void mdatp_re_free(mdatp_re *re);
 /* 1 match, 0 none, -1 error. */
 int mdatp_re_match(mdatp_re *re, const void *data, size_t len);
 
+/* Many literals in one block-mode database (a rule engine's prefilter): each
+ * scan reports the ids of the literals found (each at most once per scan). */
+typedef struct mdatp_lits mdatp_lits;
+mdatp_lits *mdatp_lits_compile(const char *const *lits, const size_t *lens, unsigned count, char *err, size_t errlen);
+void mdatp_lits_free(mdatp_lits *l);
+/* Writes up to max ids into out; returns how many (or -1). */
+long mdatp_lits_scan(mdatp_lits *l, const void *data, size_t len, uint32_t *out, size_t max);
+
 #endif

@@ -47,6 +47,7 @@ detection:
 
 def latency(bindir, execs, extra_rules):
     prefix = tempfile.mkdtemp(prefix="mdatp-bench-edr-")
+    os.chmod(prefix, 0o755)  # the rooms run as mdatp and open paths under it
     try:
         os.makedirs(prefix + "/etc/opt/mdatp/rules")
         with open(prefix + "/etc/opt/mdatp/mdatp.json", "w") as f:
@@ -71,7 +72,10 @@ def latency(bindir, execs, extra_rules):
             subprocess.run(["/bin/true", f"mdatp-bench-latency-{i}"])
             time.sleep(0.005)
         time.sleep(2)
-        out = run([bindir + "/mdatp", "edr", "alert", "list", "--output", "json", "--limit", "10000"], env=env).stdout
+        r = subprocess.run([bindir + "/mdatp", "edr", "alert", "list", "--output", "json", "--limit", "10000"], env=env, text=True, capture_output=True)
+        if r.returncode != 0:
+            sys.exit(f"mdatp edr alert list: {r.stderr}\n" + open(prefix + "/watchdog.log").read()[-3000:])
+        out = r.stdout
         lat = []
         for line in out.splitlines():
             a = json.loads(line)

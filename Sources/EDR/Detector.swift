@@ -97,10 +97,10 @@ public struct DetectionPipeline {
             }
         default: break
         }
-        for r in sigmaRecords { out += sigmaHits(r, ev, me, parent, grandparent) }
+        for r in sigmaRecords { out += sigmaHits(r, ev, row.timeNs, me, parent, grandparent) }
         if rules.hasRules(for: .auditd) {
             for r in AuditdView.records(ev, me, names: names, into: audit) {
-                out += sigmaHits(r, ev, me, parent, grandparent)
+                out += sigmaHits(r, ev, row.timeNs, me, parent, grandparent)
             }
         }
 
@@ -159,7 +159,7 @@ public struct DetectionPipeline {
         return out
     }
 
-    mutating func sigmaHits(_ r: SigmaRecord, _ ev: KernelEvent, _ me: ProcessView, _ parent: ProcessView?, _ grandparent: ProcessView?) -> [AlertCandidate] {
+    mutating func sigmaHits(_ r: SigmaRecord, _ ev: KernelEvent, _ timeNs: Int64, _ me: ProcessView, _ parent: ProcessView?, _ grandparent: ProcessView?) -> [AlertCandidate] {
         counters.sigmaEvaluations &+= 1
         var out: [AlertCandidate] = []
         for i in rules.evaluate(r) {
@@ -173,7 +173,7 @@ public struct DetectionPipeline {
             case .exec(let x): files = [x.exe]
             default: break
             }
-            out.append(AlertCandidate(timeNs: 0, source: "sigma:\(rule.id.isEmpty ? rule.title : rule.id)", title: rule.title,
+            out.append(AlertCandidate(timeNs: timeNs, source: "sigma:\(rule.id.isEmpty ? rule.title : rule.id)", title: rule.title,
                                       description: rule.description.isEmpty ? "Sigma rule \(rule.title) (\(rule.file))" : rule.description,
                                       severity: rule.level.rawValue, techniques: rule.techniques,
                                       // Repeats are the same program doing the same thing: the same command

@@ -234,13 +234,11 @@ public enum EDRRoom {
             }
             let timeout = pendingSince.map { Int32(max(1, (flushInterval - (Sys.monotonicSeconds() - $0)) * 1000)) } ?? 200
             // Under a flood the ring is never empty: the control channel is still checked.
-            // With rows pending, sleep to the commit deadline without asking the
-            // producer for wakeups (what arrives meanwhile joins the batch).
+            // With rows pending, it still wakes for new events (detection should not wait for
+            // the commit; the collector hands over at most every few milliseconds anyway).
             let controlReady: Bool
             if !ring.isEmpty {
                 controlReady = (try? Sys.pollReadable([control.fd], timeoutMs: 0))?.first == true
-            } else if pendingSince != nil {
-                controlReady = (try? Sys.pollReadable([control.fd], timeoutMs: timeout))?.first == true
             } else {
                 controlReady = ring.wait(timeoutMs: timeout, extraFds: [control.fd]).first == true
             }

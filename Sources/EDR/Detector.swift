@@ -28,6 +28,8 @@ public struct DetectionPipeline {
     public var behaviours = BehaviourEngine()
     public var counters = DetectionCounters()
     var names = UserNames()
+    /// The current event's container, for the evidence.
+    var container: ContainerIdentity?
     let process: SigmaRecord
     let network: SigmaRecord
     let audit: AuditdRecords
@@ -45,7 +47,8 @@ public struct DetectionPipeline {
     public mutating func refreshNames(now: Double) { names.refreshIfChanged(now: now) }
 
     /// Runs both engines on one event. `table` already reflects it (an exec is recorded).
-    public mutating func run(_ ev: KernelEvent, row: StoredEvent, table: inout ProcessTable) -> [AlertCandidate] {
+    public mutating func run(_ ev: KernelEvent, row: StoredEvent, table: inout ProcessTable, container: ContainerIdentity? = nil) -> [AlertCandidate] {
+        self.container = container
         let h = ev.header
         let actor = table.lookup(h.tgid)
         let me = view(tgid: h.tgid, record: actor, row: row, uid: h.uid, euid: h.euid)
@@ -261,6 +264,9 @@ public struct DetectionPipeline {
         if !files.isEmpty { m.append(("files", .array(files.map { .string($0) }))) }
         if !connections.isEmpty { m.append(("connections", .array(connections.map { .string($0) }))) }
         if !details.isEmpty { m.append(("details", .object(details.map { ($0.0, .string($0.1)) }))) }
+        if let c = container {
+            m.append(("container", .object([("runtime", .string(c.runtime)), ("id", .string(c.containerId)), ("pod_uid", .string(c.podUid))])))
+        }
         return .object(m)
     }
 }

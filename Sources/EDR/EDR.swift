@@ -25,6 +25,10 @@ public struct Enricher {
     public var table: ProcessTable
     /// unix time = boot time + offset (re-measured now and then).
     public var bootToUnixNs: Int64
+    /// cgroup id → container (nil: not looked up, as in benchmarks).
+    var containers: CgroupMap?
+    /// The container of the event last enriched (for detection's evidence).
+    public private(set) var lastContainer: ContainerIdentity?
 
     public init(capacity: Int, bootToUnixNs: Int64) {
         table = ProcessTable(capacity: capacity)
@@ -47,6 +51,12 @@ public struct Enricher {
         e.flags = Int64(h.flags)
         var d = JSONObjectWriter()
         d.add("cgroup_id", h.cgroupId)
+        lastContainer = containers?.container(h.cgroupId, now: Sys.monotonicSeconds())
+        if let c = lastContainer {
+            d.add("container_runtime", c.runtime)
+            if !c.containerId.isEmpty { d.add("container_id", c.containerId) }
+            if !c.podUid.isEmpty { d.add("pod_uid", c.podUid) }
+        }
         switch ev.body {
         case .exec(let x):
             var record = ProcessRecord(tgid: h.tgid, ppid: x.ppid, uid: h.uid, exe: x.exe, argv: x.argv, cwd: x.cwd, startNs: x.startTimeNs)
@@ -154,6 +164,7 @@ public enum EDRRoom {
         // Read while still root (the files are the system's, not attacker input).
         let device = DeviceInfo.read()
         let seeded = ProcessSeed.read(limit: args.int("process-table-capacity", 32768))
+        let cgroupRoot = CgroupMap.findRoot()
         let ring = room.mapRingAndSandbox(manifest)
         let store: EventStore
         let alerts: AlertStore
@@ -173,6 +184,7 @@ public enum EDRRoom {
         let maxAgeNs = Int64(args.int("store-max-age-hours", 168)) * 3_600_000_000_000
         var enricher = Enricher(capacity: args.int("process-table-capacity", 32768), bootToUnixNs: bootOffset())
         for p in seeded { enricher.table.exec(p) }
+        enricher.containers = CgroupMap(root: cgroupRoot)
         var pipeline = DetectionPipeline(rules: rules)
         pipeline.refreshNames(now: Sys.monotonicSeconds())
         var hunt: HuntEngine?
@@ -195,7 +207,7 @@ public enum EDRRoom {
                     let ev = try EventDecoder.decode(payload)
                     var row = enricher.row(for: ev)
                     row.account = pipeline.userName(UInt32(truncatingIfNeeded: row.uid))
-                    for c in pipeline.run(ev, row: row, table: &enricher.table) {
+                    for c in pipeline.run(ev, row: row, table: &enricher.table, container: enricher.lastContainer) {
                         do throws(StoreError) {
                             if case .new(let a) = try alerts.record(c, nowNs: Int64(Sys.clockNs(CLOCK_REALTIME))) {
                                 counters.alerts &+= 1

@@ -148,3 +148,20 @@ final class BehaviourTests: XCTestCase {
         XCTAssertTrue(b.evaluate(pt).isEmpty, "debugging one's own process")
     }
 }
+
+final class ContainerIdentityTests: XCTestCase {
+    let id = String(repeating: "ab12", count: 16)
+
+    func testRuntimesAndPodsFromCgroupPaths() {
+        XCTAssertEqual(ContainerIdentity.parse("/system.slice/docker-\(id).scope"), ContainerIdentity(runtime: "docker", containerId: id, podUid: ""))
+        XCTAssertEqual(ContainerIdentity.parse("/docker/\(id)"), ContainerIdentity(runtime: "docker", containerId: id, podUid: ""))
+        XCTAssertEqual(ContainerIdentity.parse("/machine.slice/libpod-\(id).scope/container"), ContainerIdentity(runtime: "podman", containerId: id, podUid: ""))
+        XCTAssertEqual(ContainerIdentity.parse("/system.slice/crio-\(id).scope"), ContainerIdentity(runtime: "cri-o", containerId: id, podUid: ""))
+        let k = ContainerIdentity.parse("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1c2d3e4f_5a6b_7c8d_9e0f_a1b2c3d4e5f6.slice/cri-containerd-\(id).scope")
+        XCTAssertEqual(k, ContainerIdentity(runtime: "containerd", containerId: id, podUid: "1c2d3e4f-5a6b-7c8d-9e0f-a1b2c3d4e5f6"))
+        XCTAssertEqual(ContainerIdentity.parse("/kubepods/besteffort/pod1c2d3e4f-5a6b-7c8d-9e0f-a1b2c3d4e5f6/\(id)")?.podUid, "1c2d3e4f-5a6b-7c8d-9e0f-a1b2c3d4e5f6")
+        XCTAssertNil(ContainerIdentity.parse("/user.slice/user-1000.slice/session-3.scope"))
+        XCTAssertNil(ContainerIdentity.parse("/system.slice/docker-notanid.scope"))
+        XCTAssertNil(ContainerIdentity.parse("/"))
+    }
+}

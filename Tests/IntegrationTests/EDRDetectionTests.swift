@@ -348,6 +348,35 @@ final class EDRDetectionTests: XCTestCase {
         XCTAssertEqual(a["evidence"]?["details"]?["signal"]?.string, String(SIGSTOP))
     }
 
+    // MARK: enrichment
+
+    func testEventsNameTheContainerTheirCgroupBelongsTo() throws {
+        let s = try suite()
+        let mountinfo = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+        guard let line = mountinfo.split(separator: "\n").first(where: { $0.contains(" - cgroup2 ") }) else {
+            return XCTFail("no cgroup v2 hierarchy mounted")
+        }
+        let root = String(line.split(separator: " ")[4])
+        // 64 hex digits, as a container id (each part has its top bit set: 16 digits).
+        let id = (0..<4).map { _ in String(UInt64.random(in: 1 << 63 ..< UInt64.max), radix: 16) }.joined()
+        let cgroup = root + "/docker-\(id).scope"
+        XCTAssertEqual(mkdir(cgroup, 0o755), 0, "mkdir \(cgroup): errno \(errno)")
+        defer { for _ in 0..<50 where rmdir(cgroup) != 0 { usleep(100_000) } }
+        let marker = "mdatp-container-\(id.prefix(12))"
+        // A shell moves itself into the cgroup Docker would have made, then runs a program there.
+        XCTAssertEqual(try run("/bin/sh", ["-c", "echo $$ > \(cgroup)/cgroup.procs && exec /bin/true \(marker)"]), 0)
+        let deadline = Date().addingTimeInterval(20)
+        var found: JSON?
+        while Date() < deadline && found == nil {
+            let r = try s.cli(["events", "list", "--type", "exec", "--limit", "2000", "--output", "json"])
+            found = r.out.split(separator: "\n").compactMap { try? JSON.parse(String($0)) }.first { $0["argv"]?.array?.contains(.string(marker)) ?? false }
+            if found == nil { usleep(200_000) }
+        }
+        let e = try XCTUnwrap(found, "no exec event with \(marker)")
+        XCTAssertEqual(e["details"]?["container_runtime"]?.string, "docker", e.serialized())
+        XCTAssertEqual(e["details"]?["container_id"]?.string, id, e.serialized())
+    }
+
     // MARK: shipped Sigma rules on real behaviour (acceptance 2, end to end)
 
     func testShippedSigmaRulesFireOnRealBehaviour() throws {

@@ -52,9 +52,9 @@ final class SuiteTests: XCTestCase {
         XCTAssertEqual(try s.cli(["health", "--field", "no_such_field"]).code, 64)
         XCTAssertEqual(h["real_time_protection_enabled"]?.bool, true)
         XCTAssertEqual(h["real_time_protection_available"]?.bool, true)
-        // real_time with exec blocking: the fanotify exec gate holds each exec for a verdict.
-        XCTAssertEqual(h["real_time_protection_subsystem"]?.string, "ebpf+fanotify")
-        XCTAssertTrue(h["exec_gate"]?.string?.hasPrefix("fanotify") ?? false)
+        // The fanotify exec gate is opt-in (ExecGateTests turns it on): here real time is eBPF alone.
+        XCTAssertEqual(h["real_time_protection_subsystem"]?.string, "ebpf")
+        XCTAssertTrue(h["exec_gate"]?.string?.hasPrefix("off") ?? false, h.serialized())
     }
 
     // Antivirus (issue 3, first part): real-time detection of what an ordinary user writes.
@@ -288,39 +288,6 @@ final class SuiteTests: XCTestCase {
             let list = try? JSON.parse(try s.cli(["scan", "list", "--output", "json"]).out)
             return list?["scans"]?.array?.first?["kind"]?.string == "scheduled_quick"
         }
-    }
-
-    func testTheExecGateRefusesAKnownBadProgramTheMomentItIsWritten() throws {
-        let s = try suite()
-        XCTAssertTrue(s.status()?["sensor"]?["exec_gate"]?.string?.hasPrefix("fanotify") ?? false, "\(s.status()?["sensor"] ?? .null)")
-        let dir = try makeTempDir("mdatp-gate")
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        // A script carrying the EICAR string, run right after it is written: before the
-        // real-time scan of the write could act, so only the gate can stop it. (If that scan
-        // wins the race the file is gone: try again with a new one.)
-        var refused = ""
-        for attempt in 0..<5 where refused.isEmpty {
-            let path = dir + "/run-me-\(attempt).sh"
-            let script = "#!/bin/sh\n# " + #"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"# + "\ntouch " + dir + "/ran\n"
-            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o755)
-            _ = Array(script.utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            close(fd)
-            var pid: pid_t = 0
-            let rc = posix_spawn(&pid, path, nil, nil, [strdup(path), nil], nil)
-            if rc == 0 { var st: Int32 = 0; waitpid(pid, &st, 0) }
-            if rc == EPERM { refused = path } else { XCTAssertEqual(rc, ENOENT, "neither refused nor already quarantined") }
-        }
-        XCTAssertFalse(refused.isEmpty, "the gate never refused the exec: \(s.status()?["sensor"] ?? .null) \(s.room("scanner", in: s.status())?["counters"] ?? .null) \((try? String(contentsOfFile: s.prefix + "/etc/opt/mdatp/mdatp.json", encoding: .utf8)) ?? "") \(s.tailOfLog())")
-        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/ran"), "its code never ran")
-        let t = try s.waitForThreat(path: refused) { ($0["action"]?.string ?? "").hasPrefix("blocked_at_exec") }
-        XCTAssertTrue(t["name"]?.string?.contains("EICAR") ?? false, t.serialized())
-        try s.waitUntil("gate denial counted", timeout: 20) { st in (s.room("scanner", in: st)?["counters"]?["exec_gate_denied"]?.int ?? 0) >= 1 }
-        // Everything else runs.
-        let ok = Process()
-        ok.executableURL = URL(fileURLWithPath: "/usr/bin/true")
-        try ok.run()
-        ok.waitUntilExit()
-        XCTAssertEqual(ok.terminationStatus, 0)
     }
 
     func testQuickAndFullScansRunAndCancel() throws {
@@ -1051,4 +1018,49 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(try run(["events", "list", "--since", "yesterday"], prefix: dir).0, 64)
         XCTAssertEqual(try run(["no-such-verb"], prefix: dir).0, 64)
     }
+}
+
+/// The fanotify exec gate (issue 3, acceptance 1: a known-bad file executed the moment it is written never runs).
+final class ExecGateTests: XCTestCase {
+    func testTheExecGateRefusesAKnownBadProgramTheMomentItIsWritten() throws {
+        try requireRoot()
+        // Its own suite: the gate is opt-in (antivirusEngine.execGate).
+        let s = try Suite(name: "gate", config: """
+        {"antivirusEngine": {"enforcementLevel": "real_time", "execGate": "enabled"},
+         "sensor": {"statusIntervalSeconds": 1, "heartbeatSeconds": 0.5}}
+        """)
+        try s.start(waitFor: Rooms.all.map(\.name))
+        defer { s.stop() }
+        try s.waitUntil("the exec gate armed", timeout: 30) { ($0["sensor"]?["exec_gate"]?.string ?? "").hasPrefix("fanotify") }
+        let dir = try makeTempDir("mdatp-gate")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // A script carrying the EICAR string, run right after it is written: before the
+        // real-time scan of the write could act, so only the gate can stop it. (If that scan
+        // wins the race the file is gone: try again with a new one.)
+        var refused = ""
+        for attempt in 0..<5 where refused.isEmpty {
+            let path = dir + "/run-me-\(attempt).sh"
+            let script = "#!/bin/sh\n# " + #"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"# + "\ntouch " + dir + "/ran\n"
+            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o755)
+            _ = Array(script.utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            close(fd)
+            var pid: pid_t = 0
+            let rc = posix_spawn(&pid, path, nil, nil, [strdup(path), nil], nil)
+            if rc == 0 { var st: Int32 = 0; waitpid(pid, &st, 0) }
+            if rc == EPERM { refused = path } else { XCTAssertEqual(rc, ENOENT, "neither refused nor already quarantined") }
+        }
+        XCTAssertFalse(refused.isEmpty, "the gate never refused the exec: \(s.status()?["sensor"] ?? .null) \(s.room("scanner", in: s.status())?["counters"] ?? .null) \((try? String(contentsOfFile: s.prefix + "/etc/opt/mdatp/mdatp.json", encoding: .utf8)) ?? "") \(s.tailOfLog())")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/ran"), "its code never ran")
+        let t = try s.waitForThreat(path: refused) { ($0["action"]?.string ?? "").hasPrefix("blocked_at_exec") }
+        XCTAssertTrue(t["name"]?.string?.contains("EICAR") ?? false, t.serialized())
+        try s.waitUntil("gate denial counted", timeout: 20) { st in (s.room("scanner", in: st)?["counters"]?["exec_gate_denied"]?.int ?? 0) >= 1 }
+        XCTAssertEqual(try JSON.parse(try s.cli(["health", "--output", "json"]).out)["real_time_protection_subsystem"]?.string, "ebpf+fanotify")
+        // Everything else runs.
+        let ok = Process()
+        ok.executableURL = URL(fileURLWithPath: "/usr/bin/true")
+        try ok.run()
+        ok.waitUntilExit()
+        XCTAssertEqual(ok.terminationStatus, 0)
+    }
+
 }

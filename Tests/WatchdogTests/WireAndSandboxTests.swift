@@ -104,7 +104,7 @@ final class SandboxOrderTests: XCTestCase {
         _ = try RoomSandbox.enter(Rooms.edr, account: Account(name: "mdatp", uid: 999, gid: 995), paths: paths, seccompLogOnly: false, ops: ops)
         XCTAssertEqual(ops.calls, [
             "nice 10", "setgroups", "setresgid 995", "bounding []", "setresuid 999", "capset []", "no_new_privs",
-            "landlock ro=[\"/dev/urandom\", \"/etc/passwd\", \"/etc/group\"] rw=[\"/p/var/opt/mdatp/edr\"]",
+            "landlock ro=[\"/dev/urandom\", \"/etc/passwd\", \"/etc/group\", \"/sys/fs/cgroup\"] rw=[\"/p/var/opt/mdatp/edr\"]",
             "seccomp \(Rooms.edr.syscalls.count) log=false",
         ])
     }

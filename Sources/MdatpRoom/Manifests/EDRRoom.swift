@@ -14,8 +14,9 @@ extension Rooms {
     setupCapabilities: [],
     // getdents64: the rule directories are listed inside the sandbox.
     syscalls: baseSyscalls + sqliteSyscalls + clientReplySyscalls + ["getdents64"],
-    // Account names for events and rules; the rule directories come as arguments.
-    readOnlyPaths: { _ in ["/dev/urandom", "/etc/passwd", "/etc/group"] },
+    // Account names for events and rules, the cgroup tree for container identity;
+    // the rule directories come as arguments.
+    readOnlyPaths: { _ in ["/dev/urandom", "/etc/passwd", "/etc/group", "/sys/fs/cgroup"] },
     readWritePaths: { p in [p.edrDir] },
     descriptors: consumerDescriptors,
     peers: ["watchdog", "collector (through the ring)", "CLI clients (sockets passed by the watchdog)"],

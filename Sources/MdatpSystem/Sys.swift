@@ -198,6 +198,12 @@ public enum Sys {
         _ = try check(fchmod(fd, mode), "fchmod")
     }
 
+    /// O_NONBLOCK on a descriptor (the watchdog's channel ends: it must never wait on a room).
+    public static func setNonBlocking(_ fd: Int32) {
+        let flags = Glibc.fcntl(fd, F_GETFL)
+        if flags >= 0 { _ = Glibc.fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
+    }
+
     /// getrandom(2) bytes.
     public static func randomBytes(_ n: Int) -> [UInt8] {
         var b = [UInt8](repeating: 0, count: n)

@@ -188,8 +188,8 @@ extension Watchdog {
     func serviceExecVerdicts() {
         guard let g = execGate, let slot = scannerSlot, let ch = slot.gateChannel else { return }
         for _ in 0..<256 {
-            guard (try? Sys.pollReadable([ch.fd], timeoutMs: 0))?.first == true else { return }
-            switch try? ch.receive() {
+            guard let received = Watchdog.receiveNow(ch) else { return }
+            switch Optional(received) {
             case .message(.execVerdict(let token, let allow), _)?:
                 if let p = g.pending.removeValue(forKey: token) { g.respond(p.fd, allow: allow) }
                 if !g.backlog.isEmpty { g.flush(to: ch) }

@@ -83,9 +83,9 @@ extension Watchdog {
 
     /// One request from a room's request channel.
     func serveRequest(_ slot: RoomSlot) {
-        guard let ch = slot.requests else { return }
+        guard let ch = slot.requests, let received = Watchdog.receiveNow(ch) else { return }
         let now = Sys.monotonicSeconds()
-        switch try? ch.receive() {
+        switch Optional(received) {
         case .message(.openForScan(let path), _)? where slot.manifest.sends.contains(.openForScan):
             let (status, fd) = PrivilegedOpen.open(path)
             do throws(Errno) { try ch.send(.openResult(status: status), descriptor: fd) } catch {}

@@ -196,16 +196,21 @@ public final class Watchdog {
                                     fds: descriptors(for: slot, controlEnd: theirs, requestsEnd: requestPair?.1, execGate: gate))
             Sys.close(theirs)
             slot.channel.map { Sys.close($0.fd) }
+            // Non-blocking: a descriptor number reused within one turn of the loop (a
+            // room's channel closed and a new room's made) must not turn a stale
+            // "readable" into a receive that waits forever.
+            Sys.setNonBlocking(mine)
             slot.channel = Channel(fd: mine)
             slot.outbox.removeAll()
             slot.requests.map { Sys.close($0.fd) }
             slot.requests = nil
             if let (ours, room) = requestPair {
                 Sys.close(room)
+                Sys.setNonBlocking(ours)
                 slot.requests = Channel(fd: ours)
             }
             slot.gateChannel.map { Sys.close($0.fd) }
-            slot.gateChannel = gatePair.map { Channel(fd: $0.0) }
+            slot.gateChannel = gatePair.map { Sys.setNonBlocking($0.0); return Channel(fd: $0.0) }
             slot.startedAt = now
             slot.heartbeat = nil
             slot.lastHeartbeatAt = now
@@ -213,6 +218,14 @@ public final class Watchdog {
             log("started \(slot.manifest.name) (pid \(pid))")
         } catch {
             feed(slot, .spawnFailed(reason: error.description, now: now))
+        }
+    }
+
+    /// A message if one is there now; nil when nothing is (EAGAIN, EINTR); `.closed` for
+    /// other errors. The watchdog's channel ends are non-blocking.
+    static func receiveNow(_ ch: Channel) -> Channel.Received? {
+        do throws(Errno) { return try ch.receive() } catch {
+            return error.code == EAGAIN || error.code == EINTR ? nil : .closed
         }
     }
 
@@ -414,9 +427,9 @@ public final class Watchdog {
     }
 
     func readChannel(_ slot: RoomSlot) {
-        guard let ch = slot.channel else { return }
+        guard let ch = slot.channel, let received = Watchdog.receiveNow(ch) else { return }
         let now = Sys.monotonicSeconds()
-        switch try? ch.receive() {
+        switch Optional(received) {
         case .message(.ready, _)?:
             feed(slot, .ready(now: now))
             log("\(slot.manifest.name) ready")

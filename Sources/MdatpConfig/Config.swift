@@ -83,10 +83,10 @@ public struct SuiteConfig: Equatable, Sendable {
     public var kernelExecBlocking = "enabled"
     /// Ours: with exec blocking, hold every exec for the scanner's verdict (fanotify);
     /// disabled leaves the kernel's kill at exec for files already detected.
-    /// Off by default: under a configuration reload that restarts the collector and
-    /// the scanner together, the gate has twice held every exec on the machine (cause
-    /// not yet found). Opt in where a file executed the instant it is written must
-    /// not run; the kernel kill at exec of detected files works either way.
+    /// Off by default for now: before two watchdog bugs were fixed (blocking sends to
+    /// rooms, a receive on a reused descriptor) it held every exec on the machine twice.
+    /// Opt in where a file executed the instant it is written must not run; the kernel
+    /// kill at exec of detected files works either way.
     public var execGate = "disabled"
     /// Defender's offline update source; here a local directory holding a package.
     public var offlineDefinitionUpdateUrl: String?

@@ -26,19 +26,10 @@ public struct StoredAlert: Sendable {
     public var json: JSON {
         .object([("id", .string(alertId)), ("first_seen_ns", .number(Double(firstSeenNs))), ("last_seen_ns", .number(Double(lastSeenNs))),
                  ("raised_ns", .number(Double(raisedNs))),
-                 ("first_seen", .string(isoTime(firstSeenNs))), ("last_seen", .string(isoTime(lastSeenNs))),
+                 ("first_seen", .string(Sys.isoTime(unixNs: firstSeenNs))), ("last_seen", .string(Sys.isoTime(unixNs: lastSeenNs))),
                  ("count", .number(Double(count))), ("severity", .string(severity)), ("title", .string(title)), ("description", .string(description)),
                  ("techniques", .array(techniques.map { .string($0) })), ("detection_source", .string(source)), ("evidence", evidence)])
     }
-}
-
-func isoTime(_ ns: Int64) -> String {
-    var t = time_t(ns / 1_000_000_000)
-    var tm = Glibc.tm()
-    gmtime_r(&t, &tm)
-    func p(_ v: Int32, _ w: Int) -> String { let s = String(v); return String(repeating: "0", count: max(0, w - s.count)) + s }
-    let ms = Int32((ns / 1_000_000) % 1000)
-    return "\(p(tm.tm_year + 1900, 4))-\(p(tm.tm_mon + 1, 2))-\(p(tm.tm_mday, 2))T\(p(tm.tm_hour, 2)):\(p(tm.tm_min, 2)):\(p(tm.tm_sec, 2)).\(p(ms, 3))Z"
 }
 
 public final class AlertStore {

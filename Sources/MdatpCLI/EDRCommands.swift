@@ -112,11 +112,7 @@ struct Hunt: ParsableCommand {
         if output == .json {
             for r in rows { print(JSON.object(zip(columns, r).map { ($0.0, $0.1) }).serialized()) }
         } else {
-            var widths = columns.map { min(60, $0.count) }
-            for r in rows { for (i, v) in r.enumerated() where i < widths.count { widths[i] = min(60, max(widths[i], text(v).count)) } }
-            print(zip(columns, widths).map { $0.0.padding($0.1) }.joined(separator: "  "))
-            print(widths.map { String(repeating: "-", count: $0) }.joined(separator: "  "))
-            for r in rows { print(r.enumerated().map { i, v in String(text(v).prefix(60)).padding(i < widths.count ? widths[i] : 0) }.joined(separator: "  ")) }
+            print(table(columns, rows.map { $0.map(text) }))
             print("(\(rows.count) row\(rows.count == 1 ? "" : "s")\(reply["truncated"]?.bool == true ? ", truncated at --limit" : ""))")
         }
     }

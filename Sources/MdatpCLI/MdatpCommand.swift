@@ -162,14 +162,7 @@ enum SuiteClient {
     }
 }
 
-func formatTime(unixNs: Int64) -> String {
-    var t = time_t(unixNs / 1_000_000_000)
-    var tm = Glibc.tm()
-    gmtime_r(&t, &tm)
-    func p(_ v: Int32, _ w: Int) -> String { let s = String(v); return String(repeating: "0", count: max(0, w - s.count)) + s }
-    let ms = Int32((unixNs / 1_000_000) % 1000)
-    return "\(p(tm.tm_year + 1900, 4))-\(p(tm.tm_mon + 1, 2))-\(p(tm.tm_mday, 2))T\(p(tm.tm_hour, 2)):\(p(tm.tm_min, 2)):\(p(tm.tm_sec, 2)).\(p(ms, 3))Z"
-}
+func formatTime(unixNs: Int64) -> String { Sys.isoTime(unixNs: unixNs) }
 
 /// Plain table output with columns sized to content (capped).
 func table(_ header: [String], _ rows: [[String]], maxWidth: Int = 60) -> String {

@@ -198,6 +198,16 @@ public enum Sys {
         _ = try check(fchmod(fd, mode), "fchmod")
     }
 
+    /// ISO 8601 UTC with milliseconds, e.g. 2026-11-29T10:59:50.731Z.
+    public static func isoTime(unixNs: Int64) -> String {
+        var t = time_t(unixNs / 1_000_000_000)
+        var tm = Glibc.tm()
+        gmtime_r(&t, &tm)
+        func p(_ v: Int32, _ w: Int) -> String { let s = String(v); return String(repeating: "0", count: max(0, w - s.count)) + s }
+        let ms = Int32((unixNs / 1_000_000) % 1000)
+        return "\(p(tm.tm_year + 1900, 4))-\(p(tm.tm_mon + 1, 2))-\(p(tm.tm_mday, 2))T\(p(tm.tm_hour, 2)):\(p(tm.tm_min, 2)):\(p(tm.tm_sec, 2)).\(p(ms, 3))Z"
+    }
+
     /// O_NONBLOCK on a descriptor (the watchdog's channel ends: it must never wait on a room).
     public static func setNonBlocking(_ fd: Int32) {
         let flags = Glibc.fcntl(fd, F_GETFL)

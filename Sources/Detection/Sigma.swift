@@ -514,6 +514,16 @@ public struct SigmaRuleSet {
 
     public func hasRules(for s: SigmaLogSource) -> Bool { bySource[s] != nil }
 
+    /// The auditd record types some rule can match (upper case); nil: any type.
+    public var auditdTypesNeeded: Set<String>? {
+        var out = Set<String>()
+        for i in bySource[.auditd] ?? [] {
+            guard let t = compiled[i].auditTypes else { return nil }
+            for v in t { out.insert(String(decoding: v, as: UTF8.self).uppercased()) }
+        }
+        return out
+    }
+
     /// Indexes of the rules of the record's source that match it.
     public func evaluate(_ r: SigmaRecord) -> [Int] {
         guard let idx = bySource[r.source] else { return [] }

@@ -172,7 +172,7 @@ public final class SigmaRecord {
         keywordLower = nil
     }
 
-    func raw(_ f: SigmaField) -> [UInt8]? { values[f.rawValue] }
+    public func raw(_ f: SigmaField) -> [UInt8]? { values[f.rawValue] }
 
     func lower(_ f: SigmaField) -> [UInt8]? {
         let i = f.rawValue

@@ -40,7 +40,7 @@ public struct DetectionPipeline {
         // Records are reused event after event and filled only with what some rule reads.
         process = SigmaRecord(source: .processCreation, wanted: rules.wanted[.processCreation])
         network = SigmaRecord(source: .networkConnection, wanted: rules.wanted[.networkConnection])
-        audit = AuditdRecords(wanted: rules.wanted[.auditd])
+        audit = AuditdRecords(wanted: rules.wanted[.auditd], types: rules.auditdTypesNeeded)
         for s in [SigmaLogSource.fileEvent, .fileCreate, .fileDelete, .fileRename, .fileChange] { files[s] = SigmaRecord(source: s, wanted: rules.wanted[s]) }
     }
 
@@ -49,6 +49,8 @@ public struct DetectionPipeline {
     /// Runs both engines on one event. `table` already reflects it (an exec is recorded).
     public mutating func run(_ ev: KernelEvent, row: StoredEvent, table: inout ProcessTable, container: ContainerIdentity? = nil) -> [AlertCandidate] {
         self.container = container
+        // Forks and exits: no rule or built-in looks at them (they only keep the process table).
+        if ev.kind == .fork || ev.kind == .exit { return [] }
         let h = ev.header
         let actor = table.lookup(h.tgid)
         let me = view(tgid: h.tgid, record: actor, row: row, uid: h.uid, euid: h.euid)
@@ -274,7 +276,10 @@ public struct DetectionPipeline {
 /// Reused auditd records: at most one SYSCALL, EXECVE, CWD, SOCKADDR and two PATH per event.
 final class AuditdRecords {
     let syscall, execve, cwd, sockaddr, path1, path2: SigmaRecord
-    init(wanted: [Bool]?) {
+    /// Record types some rule can match (nil: all): the others are not built.
+    let types: Set<String>?
+    init(wanted: [Bool]?, types: Set<String>?) {
+        self.types = types
         func make() -> SigmaRecord { SigmaRecord(source: .auditd, wanted: wanted.map { w in var x = w; x[SigmaField.auditType.rawValue] = true; return x }) }
         syscall = make(); execve = make(); cwd = make(); sockaddr = make(); path1 = make(); path2 = make()
     }
@@ -284,6 +289,12 @@ final class AuditdRecords {
 /// record per line type, so rules written for auditd apply unchanged.
 enum AuditdView {
     static func records(_ ev: KernelEvent, _ me: ProcessView, names: UserNames, into pool: AuditdRecords) -> [SigmaRecord] {
+        let all = AuditdView.build(ev, me, names: names, into: pool)
+        guard let types = pool.types else { return all }
+        return all.filter { $0.raw(.auditType).map { types.contains(String(decoding: $0, as: UTF8.self)) } ?? false }
+    }
+
+    static func build(_ ev: KernelEvent, _ me: ProcessView, names: UserNames, into pool: AuditdRecords) -> [SigmaRecord] {
         var out: [SigmaRecord] = []
         func syscallRecord(_ name: String, success: Bool, exit: Int64, args: [UInt64] = []) -> SigmaRecord {
             let s = pool.syscall

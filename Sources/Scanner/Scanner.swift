@@ -401,7 +401,10 @@ final class ScannerLoop {
     func handleDenials() {
         guard let gate else { return }
         for d in gate.takeDenials() {
-            let path = (try? Sys.readlink("/proc/self/fd/\(d.fd)")) ?? "?"
+            var path = (try? Sys.readlink("/proc/self/fd/\(d.fd)")) ?? "?"
+            // Removed meanwhile (the real-time scan of its write may have quarantined it):
+            // the kernel appends " (deleted)"; the record names the file as it was run.
+            if path.hasSuffix(" (deleted)") { path = String(path.dropLast(10)) }
             let name = executables[UInt32(bitPattern: d.pid)].map { String($0.split(separator: "/").last ?? "") } ?? ""
             _ = record(d.detection, path: Array(path.utf8), fd: d.fd, source: "real_time", pid: UInt32(bitPattern: d.pid),
                        process: name, blockedAtExec: true)

@@ -10,11 +10,8 @@ public struct SigmaRefusal: Error, Equatable, CustomStringConvertible {
     public var description: String { reason }
 }
 
-public enum SigmaLevel: String, Sendable, Comparable {
-    case informational, low, medium, high, critical
-    var rank: Int { [.informational: 0, .low: 1, .medium: 2, .high: 3, .critical: 4][self]! }
-    public static func < (a: SigmaLevel, b: SigmaLevel) -> Bool { a.rank < b.rank }
-}
+/// A rule's `level` is the same scale as an alert's severity.
+public typealias SigmaLevel = Severity
 
 /// One field test: `Field|mods: value(s)`; or keywords when `field` is nil.
 struct FieldTest {
@@ -147,14 +144,13 @@ public enum SigmaCompiler {
     }
 
     public static func compile(_ doc: JSON, file: String = "") throws(SigmaRefusal) -> SigmaRule {
-        guard let members = doc.members else { throw SigmaRefusal("a rule is a mapping at the top level") }
+        guard doc.members != nil else { throw SigmaRefusal("a rule is a mapping at the top level") }
         func str(_ k: String) -> String? { doc[k]?.string }
         if doc["correlation"] != nil { throw SigmaRefusal("correlation rules are not supported") }
         if doc["filter"] != nil && doc["detection"] == nil { throw SigmaRefusal("filter (meta) rules are not supported") }
         if let a = str("action") { throw SigmaRefusal("'action: \(a)' (rule collections) is not supported") }
         guard let title = str("title"), !title.isEmpty else { throw SigmaRefusal("no title") }
         guard title.utf8.count <= 256 else { throw SigmaRefusal("title longer than 256 bytes") }
-        _ = members
         let id = str("id") ?? ""
         let levelText = str("level") ?? "medium"
         guard let level = SigmaLevel(rawValue: levelText.lowercased()) else { throw SigmaRefusal("unknown level '\(levelText)'") }
@@ -254,9 +250,6 @@ public enum SigmaCompiler {
             guard !list.isEmpty else { throw SigmaRefusal("'\(key)' has an empty value list") }
             guard list.count <= maxValues else { throw SigmaRefusal("'\(key)' has more than \(maxValues) values") }
             let all = parts.contains("all")
-            if all && value.array == nil && !parts.contains("exists") {
-                // `all` on one value means the same as without it.
-            }
             tests.append(FieldTest(field: field, matchers: try values(key, field, parts.filter { $0 != "all" }, list), all: all))
         }
         return tests

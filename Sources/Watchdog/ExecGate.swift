@@ -189,21 +189,19 @@ extension Watchdog {
         guard let g = execGate, let slot = scannerSlot, let ch = slot.gateChannel else { return }
         for _ in 0..<256 {
             guard let received = Watchdog.receiveNow(ch) else { return }
-            switch Optional(received) {
-            case .message(.execVerdict(let token, let allow), _)?:
+            switch received {
+            case .message(.execVerdict(let token, let allow), _):
                 if let p = g.pending.removeValue(forKey: token) { g.respond(p.fd, allow: allow) }
                 if !g.backlog.isEmpty { g.flush(to: ch) }
-            case .closed?:
+            case .closed:
                 slot.gateChannel = nil
                 disarmExecGate()
                 return
-            case nil:
-                return // a failed read (EINTR…): the next turn tries again; expiry lets waiting execs through
-            case .message(let m, let fd)?:
+            case .message(let m, let fd):
                 if fd >= 0 { Sys.close(fd) }
                 feed(slot, .misbehaved(reason: "exec gate channel: \(m.type) is not an execVerdict", now: Sys.monotonicSeconds()))
                 return
-            case .violation(let v)?:
+            case .violation(let v):
                 feed(slot, .misbehaved(reason: "exec gate channel: \(v)", now: Sys.monotonicSeconds()))
                 return
             }

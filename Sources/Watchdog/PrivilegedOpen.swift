@@ -85,12 +85,12 @@ extension Watchdog {
     func serveRequest(_ slot: RoomSlot) {
         guard let ch = slot.requests, let received = Watchdog.receiveNow(ch) else { return }
         let now = Sys.monotonicSeconds()
-        switch Optional(received) {
-        case .message(.openForScan(let path), _)? where slot.manifest.sends.contains(.openForScan):
+        switch received {
+        case .message(.openForScan(let path), _) where slot.manifest.sends.contains(.openForScan):
             let (status, fd) = PrivilegedOpen.open(path)
             do throws(Errno) { try ch.send(.openResult(status: status), descriptor: fd) } catch {}
             if fd >= 0 { Sys.close(fd) }
-        case .message(.quarantine(let dev, let ino, let threat, let path), _)? where slot.manifest.sends.contains(.quarantine):
+        case .message(.quarantine(let dev, let ino, let threat, let path), _) where slot.manifest.sends.contains(.quarantine):
             let reply: Message
             do throws(Errno) {
                 if let exe = suiteProgram(dev: dev, ino: ino) { throw Errno(EPERM, "quarantine of the suite's own \(exe)") }
@@ -102,14 +102,14 @@ extension Watchdog {
                 reply = .quarantineResult(status: error.code, id: "")
             }
             try? ch.send(reply)
-        case .message(.denyExecutable(let f), _)? where slot.manifest.sends.contains(.denyExecutable):
+        case .message(.denyExecutable(let f), _) where slot.manifest.sends.contains(.denyExecutable):
             try? ch.send(.denyResult(status: denyExecutable(f)))
-        case .closed?, nil:
+        case .closed:
             Sys.close(ch.fd)
             slot.requests = nil
-        case .violation(let v)?:
+        case .violation(let v):
             feed(slot, .misbehaved(reason: v.description, now: now))
-        case .message(let m, let fd)?:
+        case .message(let m, let fd):
             if fd >= 0 { Sys.close(fd) }
             feed(slot, .misbehaved(reason: "sent \(m.type) on its request channel", now: now))
         }

@@ -429,27 +429,27 @@ public final class Watchdog {
     func readChannel(_ slot: RoomSlot) {
         guard let ch = slot.channel, let received = Watchdog.receiveNow(ch) else { return }
         let now = Sys.monotonicSeconds()
-        switch Optional(received) {
-        case .message(.ready, _)?:
+        switch received {
+        case .message(.ready, _):
             feed(slot, .ready(now: now))
             log("\(slot.manifest.name) ready")
             if slot === collector { replayDenyList() }
             if slot === scannerSlot { armExecGate() }
-        case .message(.heartbeat(let h), _)? where slot.manifest.sends.contains(.heartbeat):
+        case .message(.heartbeat(let h), _) where slot.manifest.sends.contains(.heartbeat):
             slot.heartbeat = h
             slot.lastHeartbeatAt = now
-        case .message(.definitionsResult(let status, let version, let reason), _)? where slot.manifest.sends.contains(.definitionsResult):
+        case .message(.definitionsResult(let status, let version, let reason), _) where slot.manifest.sends.contains(.definitionsResult):
             finishUpdate(status: status, version: version, reason: reason)
-        case .message(.collectorInfo(let info), _)? where slot.manifest.sends.contains(.collectorInfo):
+        case .message(.collectorInfo(let info), _) where slot.manifest.sends.contains(.collectorInfo):
             slot.collectorInfo = info
             log("sensor: \(info.hookFamily) hooks, \(info.programsAttached) programs" + (info.skipped.isEmpty ? "" : ", not on this kernel: \(info.skipped)"))
-        case .closed?, nil:
+        case .closed:
             // The process's exit (SIGCHLD) decides what happens; stop reading.
             Sys.close(ch.fd)
             slot.channel = nil
-        case .violation(let v)?:
+        case .violation(let v):
             feed(slot, .misbehaved(reason: v.description, now: now))
-        case .message(let m, let fd)?:
+        case .message(let m, let fd):
             if fd >= 0 { Sys.close(fd) }
             feed(slot, .misbehaved(reason: "sent \(m.type), not in its manifest", now: now))
         }

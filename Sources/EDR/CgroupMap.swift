@@ -28,8 +28,10 @@ final class CgroupMap {
         return nil
     }
 
-    func container(_ id: UInt64, now: Double) -> ContainerIdentity? {
+    /// `now` is asked for only when the id is new (the common case is one lookup).
+    func container(_ id: UInt64, now: @autoclosure () -> Double) -> ContainerIdentity? {
         if let c = byId[id] { return c }
+        let now = now()
         // A new cgroup: look again (each id once, at most five walks a second).
         guard root != nil, !attempted.contains(id), now - lastScan >= 0.2 else { return nil }
         if attempted.count >= CgroupMap.maxEntries { attempted.removeAll() }
@@ -50,7 +52,7 @@ final class CgroupMap {
             let id = UInt64(st.st_ino)
             if byId[id] == nil { byId[id] = .some(ContainerIdentity.parse(rel.isEmpty ? "/" : rel)) }
             guard depth < CgroupMap.maxDepth else { continue }
-            for name in Sys.listDirectory(root + rel) where !name.contains(".") || name.hasSuffix(".scope") || name.hasSuffix(".slice") {
+            for name in Sys.listDirectory(root + rel, limit: CgroupMap.maxDirs) where !name.contains(".") || name.hasSuffix(".scope") || name.hasSuffix(".slice") {
                 stack.append((rel + "/" + name, depth + 1))
             }
         }

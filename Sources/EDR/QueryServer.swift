@@ -23,12 +23,12 @@ enum QueryServer {
         var limits = JSONLimits()
         limits.maxBytes = 12 << 10
         limits.maxDepth = 4
-        let verb = (try? JSON.parse(request, limits: limits))?["verb"]?.string
+        let json = try? JSON.parse(request, limits: limits)
         let reply: JSON
-        switch verb {
-        case "alerts": reply = alertsReply(request, context.alerts, &counters)
+        switch json?["verb"]?.string {
+        case "alerts": reply = alertsReply(json!, context.alerts, &counters)
         case "rules": reply = rulesReply(context.rules, &counters)
-        case "hunt": reply = huntReply(request, context.hunt, &counters)
+        case "hunt": reply = huntReply(json!, context.hunt, &counters)
         default:
             switch parse(request) {
             case .failure(let why):
@@ -47,8 +47,7 @@ enum QueryServer {
         try? Sys.writeAll(fd, Array((reply.serialized() + "\n").utf8))
     }
 
-    static func alertsReply(_ request: [UInt8], _ alerts: AlertStore, _ counters: inout EDRCounters) -> JSON {
-        guard let j = try? JSON.parse(request) else { return .object([("error", "bad request")]) }
+    static func alertsReply(_ j: JSON, _ alerts: AlertStore, _ counters: inout EDRCounters) -> JSON {
         for (k, _) in j.members ?? [] where !["verb", "action", "id", "limit", "since_ns", "severity"].contains(k) {
             counters.refused &+= 1
             return .object([("error", .string("unknown key \(k)"))])
@@ -92,10 +91,8 @@ enum QueryServer {
         return .object([("sigma", .array(loaded)), ("refused", .array(refused)), ("builtin", .array(builtin))])
     }
 
-    static func huntReply(_ request: [UInt8], _ hunt: HuntEngine?, _ counters: inout EDRCounters) -> JSON {
-        var limits = JSONLimits()
-        limits.maxBytes = 12 << 10
-        guard let j = try? JSON.parse(request, limits: limits), let sql = j["query"]?.string else {
+    static func huntReply(_ j: JSON, _ hunt: HuntEngine?, _ counters: inout EDRCounters) -> JSON {
+        guard let sql = j["query"]?.string else {
             counters.refused &+= 1
             return .object([("error", "hunt needs a query")])
         }

@@ -9,7 +9,7 @@ enum ProcessSeed {
     /// Every process in /proc now (kernel threads have no executable and are skipped).
     static func read(limit: Int) -> [ProcessRecord] {
         var out: [ProcessRecord] = []
-        for name in Sys.listDirectory("/proc") where out.count < limit {
+        for name in Sys.listDirectory("/proc", limit: 4 * limit + 64) where out.count < limit {
             guard let pid = UInt32(name), let st = try? ProcessStatus.read(pid: pid_t(pid)),
                   let exe = try? Sys.readlink("/proc/\(pid)/exe") else { continue }
             let raw = (try? Sys.readFile("/proc/\(pid)/cmdline", limit: 4096)) ?? []
@@ -59,7 +59,7 @@ enum RuleLoader {
         var set = SigmaRuleSet()
         var seen = 0
         for dir in dirs {
-            for name in Sys.listDirectory(dir).sorted() where name.hasSuffix(".yml") || name.hasSuffix(".yaml") {
+            for name in Sys.listDirectory(dir, limit: maxFiles + 1).sorted() where name.hasSuffix(".yml") || name.hasSuffix(".yaml") {
                 seen += 1
                 guard seen <= maxFiles else {
                     set.refuse(file: dir + "/" + name, reason: "more than \(maxFiles) rule files: the rest are not read")

@@ -222,11 +222,14 @@ public enum Sys {
     }
 
     /// The names in a directory (no "." or "..").
-    public static func listDirectory(_ path: String) -> [String] {
+    public static func listDirectory(_ path: String) -> [String] { listDirectory(path, limit: .max) }
+
+    /// At most `limit` names (a directory of a million entries is not read whole).
+    public static func listDirectory(_ path: String, limit: Int) -> [String] {
         guard let d = opendir(path) else { return [] }
         defer { closedir(d) }
         var out: [String] = []
-        while let e = readdir(d) {
+        while out.count < limit, let e = readdir(d) {
             let n = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
             if n != "." && n != ".." { out.append(n) }
         }

@@ -323,8 +323,12 @@ final class SuiteTests: XCTestCase {
         XCTAssertNotNil(first["progress"]?["scanned"]?.int, first.serialized())
         XCTAssertTrue(first["progress"]?["path"]?.string?.hasPrefix("/") ?? false, first.serialized())
         XCTAssertEqual(try s.cli(["scan", "cancel"]).code, 0)
-        let list = try JSON.parse(try s.cli(["scan", "list", "--output", "json"]).out)
-        XCTAssertEqual(list["scans"]?.array?.prefix(2).compactMap { $0["kind"]?.string }, ["full", "quick"])
+        // The cancelled scan reaches the history when its threads have stopped, a moment
+        // after the cancel returns: newest first, all three are there.
+        try s.waitUntil("the three scans are in the history", timeout: 30) { _ in
+            let list = try? JSON.parse(try s.cli(["scan", "list", "--output", "json"]).out)
+            return list?["scans"]?.array?.prefix(3).compactMap { $0["kind"]?.string } == ["full", "full", "quick"]
+        }
     }
 
     // Acceptance 2: each family of event, with its fields.

@@ -16,9 +16,9 @@ BPF_SRC    := $(wildcard bpf/probes/*.bpf.c bpf/probes/*.bpf.h bpf/include/*.h b
 RUN_PREFIX ?=
 DEB_PACKAGES := libbpf-dev bpftool libseccomp-dev libcap-dev libssl-dev libzstd-dev \
                 libelf-dev zlib1g-dev libsqlite3-dev sqlite3 pkg-config procps iproute2 python3 clamav-testfiles zstd openssl libarchive-dev libyara-dev libhyperscan-dev \
-                curl wget util-linux
+                curl wget util-linux qemu-system-x86 busybox-static cpio xz-utils
 
-.PHONY: all deps bpf build release definitions run test bench bench-ring bench-sensor bench-scan bench-edr bench-deps clean user
+.PHONY: all deps bpf build release definitions run test test-kernels bench bench-ring bench-sensor bench-scan bench-edr bench-deps clean user
 
 all: build
 
@@ -36,6 +36,11 @@ $(BPF_OUT)/vmlinux.h:
 
 $(BPF_OUT)/mdatp.bpf.o: $(BPF_SRC) $(BPF_OUT)/vmlinux.h
 	$(CLANG) -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Wno-unknown-warning-option -Wno-default-const-init-var-unsafe \
+	  -I$(BPF_OUT) -Ibpf/include -c bpf/probes/mdatp.bpf.c -o $@
+
+# Test only (make test-kernels): the same object with one CO-RE read of a field no kernel has.
+$(BPF_OUT)/mdatp-core-break.bpf.o: $(BPF_SRC) $(BPF_OUT)/vmlinux.h
+	$(CLANG) -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -DMDATP_CORE_BREAK -Wall -Wno-unknown-warning-option -Wno-default-const-init-var-unsafe \
 	  -I$(BPF_OUT) -Ibpf/include -c bpf/probes/mdatp.bpf.c -o $@
 
 $(BPF_OUT)/mdatp.skel.h: $(BPF_OUT)/mdatp.bpf.o
@@ -72,12 +77,17 @@ run: deps release user
 	@echo "mdatp: in another shell: $(if $(RUN_PREFIX),MDATP_PREFIX=$(RUN_PREFIX) )$(CURDIR)/.build/release/mdatp health | diagnostic status | events tail"
 	exec $(CURDIR)/.build/release/mdatp-watchdog $(if $(RUN_PREFIX),--prefix $(RUN_PREFIX))
 
-test: deps build user
+test: deps build user $(BPF_OUT)/mdatp-core-break.bpf.o
 	@set -o pipefail; MDATP_BIN_DIR=$(CURDIR)/.build/debug $(SWIFT) test --disable-swift-testing 2>&1 | tee .build/test.log; rc=$$?; \
 	line=$$(awk '/Executed [0-9]+ tests?, with /{ for (i = 1; i < NF; i++) if ($$i == "Executed") n = $$(i + 1) + 0; if (n >= max) { max = n; l = $$0 } } END { print l }' .build/test.log); \
 	n=$$(echo "$$line" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/'); f=$$(echo "$$line" | sed -E 's/.* ([0-9]+) failures?.*/\1/'); \
 	k=$$(echo "$$line" | grep -oE '[0-9]+ tests? skipped' | grep -oE '^[0-9]+'); k=$${k:-0}; \
-	[ -n "$$n" ] && echo "tests: $$((n - f - k)) passed, $$f failed, $$k skipped"; exit $$rc
+	[ -n "$$n" ] && echo "tests: $$((n - f - k)) passed, $$f failed, $$k skipped"; \
+	$(MAKE) --no-print-directory test-kernels || rc=1; exit $$rc
+
+# The sensor's BPF checks inside stock Debian kernels (6.1, 6.12) under QEMU: see Tests/KernelMatrix/matrix.sh.
+test-kernels: deps build $(BPF_OUT)/mdatp-core-break.bpf.o
+	bash Tests/KernelMatrix/matrix.sh .build/debug $(BPF_OUT)/mdatp-core-break.bpf.o
 
 bench: bench-ring bench-sensor bench-scan bench-edr
 

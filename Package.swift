@@ -63,6 +63,9 @@ let package = Package(
         .executableTarget(name: "mdatp-edr", dependencies: ["EDR"]),
         .executableTarget(name: "mdatp-scanner", dependencies: ["Scanner"]),
         // Benchmarks (make bench); not installed.
+        // The sensor's BPF event checks, on the host (KernelTests) and in the kernel matrix (make test-kernels).
+        .target(name: "CKernelTest", path: "Sources/CKernelTest"),
+        .executableTarget(name: "mdatp-kernel-test", dependencies: ["Collector", "MdatpEvents", "MdatpSystem", "CMdatpABI", "CCollectorBPF", "CKernelTest", "EDR", "Detection", "MdatpJSON"]),
         .executableTarget(name: "mdatp-bench", dependencies: ["MdatpRing", "MdatpSystem", "ScanEngine", "EDR", "Detection", "MdatpEvents"]),
 
         .testTarget(name: "MdatpRingTests", dependencies: ["MdatpRing"]),
@@ -74,6 +77,7 @@ let package = Package(
         .testTarget(name: "DetectionTests", dependencies: ["Detection", "MdatpJSON"]),
         .testTarget(name: "ScannerTests", dependencies: ["Scanner", "ScanEngine"]),
         .testTarget(name: "CollectorTests", dependencies: ["Collector", "CMdatpABI"]),
+        .testTarget(name: "KernelTests"),
         .testTarget(name: "IntegrationTests", dependencies: ["MdatpSystem", "MdatpConfig", "MdatpRoom", "MdatpJSON"]),
     ],
     swiftLanguageModes: [.v5]

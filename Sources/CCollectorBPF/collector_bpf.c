@@ -28,6 +28,9 @@ struct mdatp_collector_bpf {
 	struct ring_ctx ctx[MDATP_RING_COUNT];
 	char skipped[2048];
 	int attached;
+	void *object; /* a test's own build of the object, kept while loaded */
+	char family[32];
+	char reason[256];
 };
 
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list args)
@@ -43,8 +46,85 @@ static void set_err(char *err, size_t errlen, const char *what, int code)
 		snprintf(err, errlen, "%s: %s", what, strerror(code < 0 ? -code : code));
 }
 
+/* Loads and attaches a program that does nothing, of a trampoline type, to
+ * learn whether this kernel runs such programs at all (some refuse them with
+ * EPERM although the program type exists). Returns 0 or a negative errno. */
+static int probe_trampoline(enum bpf_prog_type type, enum bpf_attach_type attach, const char *func)
+{
+	int btf_id = libbpf_find_vmlinux_btf_id(func, attach);
+	if (btf_id < 0)
+		return btf_id;
+	/* r0 = 0; exit */
+	struct bpf_insn insns[2] = { { .code = 0xb7, .dst_reg = 0 }, { .code = 0x95 } };
+	LIBBPF_OPTS(bpf_prog_load_opts, opts, .expected_attach_type = attach, .attach_btf_id = (__u32)btf_id);
+	int fd = bpf_prog_load(type, NULL, "GPL", insns, 2, &opts);
+	if (fd < 0)
+		return -errno;
+	int link = bpf_raw_tracepoint_open(NULL, fd);
+	int rc = link < 0 ? -errno : 0;
+	if (link >= 0)
+		close(link);
+	close(fd);
+	return rc;
+}
+
+/* Is "bpf" in the active LSM list? (unknown when securityfs is not mounted) */
+static int bpf_lsm_active(void)
+{
+	FILE *f = fopen("/sys/kernel/security/lsm", "re");
+	if (!f)
+		return 1; /* the attach probe decides */
+	char list[512] = { 0 };
+	size_t n = fread(list, 1, sizeof(list) - 1, f);
+	fclose(f);
+	list[n] = 0;
+	for (char *tok = strtok(list, ",\n"); tok; tok = strtok(NULL, ",\n"))
+		if (strcmp(tok, "bpf") == 0)
+			return 1;
+	return 0;
+}
+
+static void set_autoload(struct mdatp *skel, const char *name, bool on)
+{
+	struct bpf_program *p = bpf_object__find_program_by_name(skel->obj, name);
+	if (p)
+		bpf_program__set_autoload(p, on);
+}
+
+/* The skeleton, over the embedded object or a test's own build of it. */
+static struct mdatp *open_skeleton(const void *object, size_t size)
+{
+	if (!object)
+		return mdatp__open();
+	struct mdatp *obj = calloc(1, sizeof(*obj));
+	if (!obj) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	int rc = mdatp__create_skeleton(obj);
+	if (!rc) {
+		obj->skeleton->data = object;
+		obj->skeleton->data_sz = size;
+		rc = bpf_object__open_skeleton(obj->skeleton, NULL);
+	}
+	if (rc) {
+		mdatp__destroy(obj);
+		errno = -rc;
+		return NULL;
+	}
+	return obj;
+}
+
 mdatp_collector_bpf *mdatp_bpf_open(uint32_t process_ring_bytes, uint32_t activity_ring_bytes,
 				    const char *tracefs_events, char *err, size_t errlen)
+{
+	return mdatp_bpf_open_with(MDATP_HOOKS_AUTO, NULL, 0, process_ring_bytes, activity_ring_bytes, tracefs_events, err,
+				   errlen);
+}
+
+mdatp_collector_bpf *mdatp_bpf_open_with(enum mdatp_hook_choice hooks, const void *object, size_t object_size,
+					 uint32_t process_ring_bytes, uint32_t activity_ring_bytes,
+					 const char *tracefs_events, char *err, size_t errlen)
 {
 	libbpf_set_print(libbpf_log);
 	mdatp_collector_bpf *b = calloc(1, sizeof(*b));
@@ -52,9 +132,19 @@ mdatp_collector_bpf *mdatp_bpf_open(uint32_t process_ring_bytes, uint32_t activi
 		set_err(err, errlen, "calloc", ENOMEM);
 		return NULL;
 	}
-	b->skel = mdatp__open();
+	if (object) {
+		b->object = malloc(object_size ? object_size : 1);
+		if (!b->object) {
+			set_err(err, errlen, "malloc", ENOMEM);
+			free(b);
+			return NULL;
+		}
+		memcpy(b->object, object, object_size);
+	}
+	b->skel = open_skeleton(b->object, object_size);
 	if (!b->skel) {
 		set_err(err, errlen, "open BPF object", errno);
+		free(b->object);
 		free(b);
 		return NULL;
 	}
@@ -78,8 +168,28 @@ mdatp_collector_bpf *mdatp_bpf_open(uint32_t process_ring_bytes, uint32_t activi
 				 sec + strlen(prefix));
 		}
 	}
+
+	/* Trampolines where the kernel runs them: fentry on __fput sees the last
+	 * close of a file however it happens (exit, dup2, close_range, io_uring), the LSM refuses a denied exec
+	 * before it loads. Probed, never assumed: some kernels refuse them. */
+	int fentry = -EPERM, lsm = -EPERM;
+	if (hooks == MDATP_HOOKS_AUTO) {
+		fentry = probe_trampoline(BPF_PROG_TYPE_TRACING, BPF_TRACE_FENTRY, "__fput");
+		lsm = bpf_lsm_active() ? probe_trampoline(BPF_PROG_TYPE_LSM, BPF_LSM_MAC, "bprm_check_security") : -ENOENT;
+		snprintf(b->reason, sizeof(b->reason), "%s%s%s%s", fentry ? "fentry: " : "", fentry ? strerror(-fentry) : "",
+			 lsm ? (fentry ? "; lsm: " : "lsm: ") : "", lsm ? (lsm == -ENOENT ? "bpf not in the LSM list" : strerror(-lsm)) : "");
+	} else {
+		snprintf(b->reason, sizeof(b->reason), "tracepoint family chosen by configuration");
+	}
+	set_autoload(b->skel, "fentry_fput", fentry == 0);
+	set_autoload(b->skel, "enter_close", fentry != 0);
+	set_autoload(b->skel, "lsm_exec_deny", lsm == 0);
+	snprintf(b->family, sizeof(b->family), "%s%s", fentry == 0 ? "fentry" : "tracepoint", lsm == 0 ? "+lsm" : "");
 	return b;
 }
+
+const char *mdatp_bpf_hook_family(mdatp_collector_bpf *b) { return b->family; }
+const char *mdatp_bpf_hook_reason(mdatp_collector_bpf *b) { return b->reason; }
 
 int mdatp_bpf_load(mdatp_collector_bpf *b, char *err, size_t errlen)
 {
@@ -121,6 +231,7 @@ void mdatp_bpf_close(mdatp_collector_bpf *b)
 		close(b->epfd);
 	free(b->staged);
 	mdatp__destroy(b->skel);
+	free(b->object);
 	free(b);
 }
 

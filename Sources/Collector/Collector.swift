@@ -75,22 +75,18 @@ public enum CollectorRoom {
         let room = RoomStart.begin(manifest)
         let (args, paths, control, account) = (room.args, room.paths, room.control, room.account)
 
-        // 1. tracefs: syscall tracepoints need it (libbpf reads their ids there).
-        let tracefs = "/sys/kernel/tracing"
-        if !Sys.exists(tracefs + "/events/syscalls") {
-            do throws(Errno) { try Sys.mount(source: "tracefs", target: tracefs, type: "tracefs") } catch {
-                roomFail(name, "tracefs is not mounted and mounting it failed: \(error)", code: RoomExit.transient)
-            }
+        // 1-2. tracefs, then BPF: open (programs this kernel lacks a hook for are left
+        // out; trampolines where the kernel runs them), load.
+        let probes: LoadedProbes
+        do throws(BPFLoadError) {
+            try BPFLoader.mountTracefs()
+            probes = try BPFLoader.load(processRingBytes: args.int("process-ring-bytes", 4 << 20),
+                                        activityRingBytes: args.int("activity-ring-bytes", 16 << 20),
+                                        trampolines: args.string("hooks") != "tracepoint")
+        } catch {
+            roomFail(name, error.description, code: RoomExit.transient)
         }
-        // 2. BPF: open (programs this kernel lacks a hook for are left out), load, attach.
-        var rlim = rlimit(rlim_cur: rlim_t.max, rlim_max: rlim_t.max)
-        _ = setrlimit(__rlimit_resource_t(8), &rlim) // RLIMIT_MEMLOCK: older kernels charge BPF maps to it
-        var err = [CChar](repeating: 0, count: 512)
-        guard let bpf = mdatp_bpf_open(UInt32(args.int("process-ring-bytes", 4 << 20)), UInt32(args.int("activity-ring-bytes", 16 << 20)),
-                                       tracefs + "/events", &err, err.count) else {
-            roomFail(name, String(cString: err), code: RoomExit.transient)
-        }
-        if mdatp_bpf_load(bpf, &err, err.count) != 0 { roomFail(name, String(cString: err), code: RoomExit.transient) }
+        let bpf = probes.handle
         let loop = CollectorLoop(bpf: bpf)
 
         // 3. The suite's own processes: this one, the watchdog, and rooms already running.
@@ -113,8 +109,10 @@ public enum CollectorRoom {
             if mdatp_bpf_exclude_prefix(bpf, bytes, bytes.count) != 0 { roomLog(name, "path exclusion \(prefix) refused") }
         }
 
-        if mdatp_bpf_attach(bpf, &err, err.count) != 0 { roomFail(name, String(cString: err), code: RoomExit.transient) }
-        let calibrated = calibrateCreatedFlag(loop.bss, dir: paths.runDir)
+        do throws(BPFLoadError) { try probes.attach(calibrationDir: paths.runDir) } catch {
+            roomFail(name, error.description, code: RoomExit.transient)
+        }
+        roomLog(name, "hooks: \(probes.hookFamily)" + (probes.hookReason.isEmpty ? "" : " (\(probes.hookReason))"))
         let deny = DenyTable(slots: loop.bss.deny_table!)
         if args.flag("exec-blocking") { loop.bss.exec_blocking!.pointee = 1 }
         var watched = WatchedFiles(slots: loop.bss.watched_files!)
@@ -141,8 +139,8 @@ public enum CollectorRoom {
             _ = try RoomSandbox.enter(manifest, account: account, paths: paths, seccompLogOnly: args.flag("seccomp-log"))
             room.ready()
             try control.send(.collectorInfo(CollectorInfo(
-                hookFamily: "tracepoint", programsAttached: UInt32(mdatp_bpf_attached_count(bpf)),
-                createdFlagCalibrated: calibrated, skipped: String(cString: mdatp_bpf_skipped(bpf)))))
+                hookFamily: probes.hookFamily, programsAttached: UInt32(probes.attached),
+                createdFlagCalibrated: probes.createdFlagCalibrated, skipped: probes.skipped)))
         } catch {
             roomFail(name, "sandbox: \(error)", code: RoomExit.transient)
         }

@@ -61,7 +61,8 @@ public struct Enricher {
         case .exec(let x):
             var record = ProcessRecord(tgid: h.tgid, ppid: x.ppid, uid: h.uid, exe: x.exe, argv: x.argv, cwd: x.cwd, startNs: x.startTimeNs)
             record.execNs = h.ktimeNs
-            table.exec(record)
+            // An exec the LSM refused never replaced the caller's image.
+            if h.flags & EventFlag.execRefused == 0 { table.exec(record) }
             e.ppid = Int64(x.ppid)
             e.exe = x.exe
             e.argv = x.argv

@@ -187,6 +187,8 @@ public enum EventFlag {
     public static let stringTruncated: UInt16 = 0x0040
     public static let execBlocked: UInt16 = 0x0080
     public static let exeDeleted: UInt16 = 0x0100
+    /// Refused by the BPF LSM before the image loaded: the caller keeps running its old image.
+    public static let execRefused: UInt16 = 0x0200
 }
 
 struct Reader {

@@ -363,7 +363,9 @@ static __always_inline bool filtered_path(struct scratch *s, __u32 off, __u32 le
 	if (n > MDATP_EXCLUDE_PREFIX_MAX)
 		n = MDATP_EXCLUDE_PREFIX_MAX;
 	ps->prefix.prefixlen = n * 8;
-	bpf_probe_read_kernel(ps->prefix.data, n, &s->event[off & EV_MASK]);
+	/* A constant size: older verifiers (6.1) lose the clamp of n on its way to
+	 * the helper; the LPM lookup compares only prefixlen bits anyway. */
+	bpf_probe_read_kernel(ps->prefix.data, MDATP_EXCLUDE_PREFIX_MAX, &s->event[off & EV_MASK]);
 	if (bpf_map_lookup_elem(&excluded_prefixes, &ps->prefix)) {
 		__sync_fetch_and_add(&counters.filtered_excluded, 1);
 		return true;

@@ -26,10 +26,26 @@ struct mdatp_bss_view {
 	struct mdatp_watch_entry *watched_files; /* MDATP_WATCH_SLOTS */
 };
 
+/* Which hook families the loader may use. */
+enum mdatp_hook_choice {
+	MDATP_HOOKS_AUTO = 0,       /* fentry and BPF LSM where this kernel allows them */
+	MDATP_HOOKS_TRACEPOINT = 1, /* tracepoint family only */
+};
+
 /* Opens the object; programs whose syscall tracepoint this kernel lacks are
  * not loaded (listed by mdatp_bpf_skipped). Returns NULL with err filled. */
 mdatp_collector_bpf *mdatp_bpf_open(uint32_t process_ring_bytes, uint32_t activity_ring_bytes,
 				    const char *tracefs_events, char *err, size_t errlen);
+/* The same with a hook choice and, for tests only (the kernel matrix loads a
+ * deliberately broken build), another build of the same object instead of the
+ * embedded one (object NULL: the embedded one). The collector never passes one. */
+mdatp_collector_bpf *mdatp_bpf_open_with(enum mdatp_hook_choice hooks, const void *object, size_t object_size,
+					 uint32_t process_ring_bytes, uint32_t activity_ring_bytes,
+					 const char *tracefs_events, char *err, size_t errlen);
+/* What the loader chose: "tracepoint", "tracepoint+lsm", "fentry" or "fentry+lsm". */
+const char *mdatp_bpf_hook_family(mdatp_collector_bpf *b);
+/* Why trampolines were not used ("" when they are). */
+const char *mdatp_bpf_hook_reason(mdatp_collector_bpf *b);
 int mdatp_bpf_load(mdatp_collector_bpf *b, char *err, size_t errlen);
 int mdatp_bpf_attach(mdatp_collector_bpf *b, char *err, size_t errlen);
 void mdatp_bpf_close(mdatp_collector_bpf *b);

@@ -44,6 +44,9 @@ public struct SensorConfig: Equatable, Sendable {
     public var storeMaxAgeHours = 168
     /// The EDR's process table: fixed capacity, least recently seen evicted when full.
     public var processTableCapacity = 32_768
+    /// "auto": fentry and the BPF LSM where the kernel allows them, else the
+    /// tracepoint family; "tracepoint": the tracepoint family only.
+    public var hookFamily = "auto"
     public var restart = RestartPolicy()
     /// Debug: seccomp logs instead of killing. Root-only (the config is root's).
     public var seccompLogOnly = false
@@ -294,6 +297,7 @@ enum Schema {
             "storeMaxBytes": int((1 << 20)...(1 << 40)),
             "storeMaxAgeHours": int(1...(24 * 365)),
             "processTableCapacity": int(256...(1 << 22)),
+            "hookFamily": oneOf(["auto", "tracepoint"]),
             "seccompLogOnly": bool,
             "allowSandboxSelftest": bool,
         ],
@@ -411,6 +415,7 @@ extension SuiteConfig {
         case "sensor.storeMaxBytes": sensor.storeMaxBytes = v.int!
         case "sensor.storeMaxAgeHours": sensor.storeMaxAgeHours = v.int!
         case "sensor.processTableCapacity": sensor.processTableCapacity = v.int!
+        case "sensor.hookFamily": sensor.hookFamily = v.string!
         case "sensor.seccompLogOnly": sensor.seccompLogOnly = v.bool!
         case "sensor.allowSandboxSelftest": sensor.allowSandboxSelftest = v.bool!
         case "sensor.restart.floorSeconds": sensor.restart.floorSeconds = v.number!

@@ -121,7 +121,8 @@ public final class Watchdog {
         if s.seccompLogOnly { argv.append("--seccomp-log") }
         switch slot.manifest.name {
         case "collector":
-            argv += ["--process-ring-bytes", "\(s.processRingBytes)", "--activity-ring-bytes", "\(s.activityRingBytes)"]
+            argv += ["--process-ring-bytes", "\(s.processRingBytes)", "--activity-ring-bytes", "\(s.activityRingBytes)",
+                     "--hooks", s.hookFamily]
             if config.execBlockingActive { argv.append("--exec-blocking") }
             for r in rooms where r.ring != nil { argv += ["--consumer", "\(r.manifest.name):\(r.manifest.eventClasses)"] }
             for e in config.globalExclusions {

@@ -110,4 +110,15 @@ final class ABILayoutTests: XCTestCase {
         ]
         for (kind, raw) in pairs { XCTAssertEqual(UInt32(kind.rawValue), raw, kind.name) }
     }
+
+    func testFlagValuesMatchTheHeader() {
+        let pairs: [(String, UInt16, Int32)] = [
+            ("path_truncated", EventFlag.pathTruncated, MDATP_F_PATH_TRUNCATED), ("path2_truncated", EventFlag.path2Truncated, MDATP_F_PATH2_TRUNCATED),
+            ("argv_truncated", EventFlag.argvTruncated, MDATP_F_ARGV_TRUNCATED), ("setuid_exec", EventFlag.setuidExec, MDATP_F_SETUID_EXEC),
+            ("setgid_exec", EventFlag.setgidExec, MDATP_F_SETGID_EXEC), ("path_relative", EventFlag.pathRelative, MDATP_F_PATH_RELATIVE),
+            ("string_truncated", EventFlag.stringTruncated, MDATP_F_STR_TRUNCATED), ("exec_blocked", EventFlag.execBlocked, MDATP_F_EXEC_BLOCKED),
+            ("exe_deleted", EventFlag.exeDeleted, MDATP_F_EXE_DELETED), ("exec_refused", EventFlag.execRefused, MDATP_F_EXEC_REFUSED),
+        ]
+        for (name, swift, c) in pairs { XCTAssertEqual(Int32(swift), c, name) }
+    }
 }

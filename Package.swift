@@ -49,7 +49,7 @@ let package = Package(
 
         // Rooms: one module each, opening with Room.swift.
         .target(name: "Collector", dependencies: ["MdatpRoom", "MdatpRing", "CCollectorBPF", "CMdatpABI"]),
-        .target(name: "EDR", dependencies: ["MdatpRoom", "MdatpRing", "MdatpEvents", "MdatpJSON", "MdatpSQLite", "CSQLite", "Detection"]),
+        .target(name: "EDR", dependencies: ["MdatpRoom", "MdatpRing", "MdatpEvents", "MdatpJSON", "MdatpSQLite", "CSQLite", "Detection", "CCrypto", "MdatpWire"]),
         .target(name: "Scanner", dependencies: ["MdatpRoom", "MdatpRing", "MdatpEvents", "MdatpJSON", "MdatpSQLite", "ScanEngine", "CSQLite"]),
         .target(name: "Watchdog", dependencies: ["MdatpRoom", "MdatpRing", "MdatpJSON"]),
         .target(

@@ -28,6 +28,8 @@ public struct DetectionPipeline {
     public var behaviours = BehaviourEngine()
     public var counters = DetectionCounters()
     var names = UserNames()
+    /// SHA-256 of executables, filled by the room's hashing thread (evidence and stored rows).
+    public var hashes = HashCache(capacity: 8192)
     /// The current event's container, for the evidence.
     var container: ContainerIdentity?
     let process: SigmaRecord
@@ -252,9 +254,11 @@ public struct DetectionPipeline {
     }
 
     func processJSON(_ p: ProcessView) -> JSON {
-        .object([("pid", JSON(Int(p.pid))), ("ppid", JSON(Int(p.ppid))), ("exe", .string(p.exe)), ("command_line", .string(p.commandLine)),
-                 ("argv", .array(p.argv.prefix(64).map { .string($0) })), ("cwd", .string(p.cwd)),
-                 ("uid", JSON(Int(p.uid))), ("user", .string(names.user(p.uid)))])
+        var m: [(String, JSON)] = [("pid", JSON(Int(p.pid))), ("ppid", JSON(Int(p.ppid))), ("exe", .string(p.exe)), ("command_line", .string(p.commandLine)),
+                                   ("argv", .array(p.argv.prefix(64).map { .string($0) })), ("cwd", .string(p.cwd)),
+                                   ("uid", JSON(Int(p.uid))), ("user", .string(names.user(p.uid)))]
+        if let sha = hashes.lookup(path: p.exe) { m.append(("sha256", .string(sha))) }
+        return .object(m)
     }
 
     func evidence(_ ev: KernelEvent, _ me: ProcessView, _ parent: ProcessView?, _ grandparent: ProcessView?,

@@ -188,6 +188,8 @@ public enum EDRRoom {
         enricher.containers = CgroupMap(root: cgroupRoot)
         var pipeline = DetectionPipeline(rules: rules)
         pipeline.refreshNames(now: Sys.monotonicSeconds())
+        let hasher = ExecutableHasher(requests: Channel(fd: RoomFD.requests))
+        if !hasher.start() { roomFail(name, "cannot start the hashing thread", code: RoomExit.transient) }
         var hunt: HuntEngine?
         var counters = EDRCounters()
         var heartbeat = HeartbeatClock(interval: args.double("heartbeat", 2))
@@ -208,6 +210,10 @@ public enum EDRRoom {
                     let ev = try EventDecoder.decode(payload)
                     var row = enricher.row(for: ev)
                     row.account = pipeline.userName(UInt32(truncatingIfNeeded: row.uid))
+                    if case .exec(let x) = ev.body, ev.header.flags & (EventFlag.exeDeleted | EventFlag.execRefused) == 0, x.exe.hasPrefix("/") {
+                        let id = ExecutableIdentity(dev: x.exeDev, ino: x.exeIno, mtimeSec: x.exeMtimeSec, mtimeNsec: x.exeMtimeNsec)
+                        if let known = pipeline.hashes.lookup(id) { row.sha256 = known } else { hasher.request(id, path: x.exe, sinceNs: row.timeNs) }
+                    }
                     for c in pipeline.run(ev, row: row, table: &enricher.table, container: enricher.lastContainer) {
                         do throws(StoreError) {
                             if case .new(let a) = try alerts.record(c, nowNs: Int64(Sys.clockNs(CLOCK_REALTIME))) {
@@ -225,6 +231,18 @@ public enum EDRRoom {
                 }
             }
             ring.accountTrailingDrops()
+            // Digests the hashing thread finished: cached, and filled into the rows
+            // of their executions (pending here, or already stored).
+            for done in hasher.takeDone() {
+                guard let sha = done.sha256 else { continue }
+                pipeline.hashes.insert(done.job.id, path: done.job.path, sha256: sha)
+                for i in batch.indices where batch[i].type == "exec" && batch[i].exe == done.job.path && batch[i].sha256.isEmpty {
+                    batch[i].sha256 = sha
+                }
+                do throws(StoreError) { try store.setExecutableHash(path: done.job.path, sinceNs: done.job.sinceNs, sha256: sha) } catch {
+                    counters.storeErrors &+= 1
+                }
+            }
             let now = Sys.monotonicSeconds()
             if !batch.isEmpty && pendingSince == nil { pendingSince = now }
             if batch.count >= batchSize || draining || (pendingSince.map { now - $0 >= flushInterval } ?? false) {
@@ -232,11 +250,11 @@ public enum EDRRoom {
                 pendingSince = nil
             }
             if draining && !ring.isEmpty { continue }
-            if draining { sendHeartbeat(control, ring, store, enricher, counters, pipeline); exit(RoomExit.ok) }
+            if draining { sendHeartbeat(control, ring, store, enricher, counters, pipeline, hasher); exit(RoomExit.ok) }
             if heartbeat.due() {
                 enricher.bootToUnixNs = bootOffset()
                 pipeline.refreshNames(now: now)
-                sendHeartbeat(control, ring, store, enricher, counters, pipeline)
+                sendHeartbeat(control, ring, store, enricher, counters, pipeline, hasher)
             }
             if retention.due() {
                 let now = Int64(Sys.clockNs(CLOCK_REALTIME))
@@ -294,13 +312,15 @@ public enum EDRRoom {
         Int64(Sys.clockNs(CLOCK_REALTIME)) - Int64(Sys.clockNs(CLOCK_BOOTTIME))
     }
 
-    static func sendHeartbeat(_ control: Channel, _ ring: RingConsumer, _ store: EventStore, _ e: Enricher, _ c: EDRCounters, _ p: DetectionPipeline) {
+    static func sendHeartbeat(_ control: Channel, _ ring: RingConsumer, _ store: EventStore, _ e: Enricher, _ c: EDRCounters, _ p: DetectionPipeline,
+                              _ h: ExecutableHasher) {
         let bytes = (try? store.sizeBytes()) ?? 0
+        let hc = h.counters
         try? control.send(.heartbeat(Heartbeat([
             c.received, c.stored, ring.lostRecords, c.decodeErrors, c.storeErrors,
             UInt64(e.table.count), e.table.evictions, UInt64(store.rows), UInt64(bytes), c.queries, c.refused,
             UInt64(p.rules.rules.count), UInt64(p.rules.refused.count), c.alerts, p.counters.sigmaHits, p.counters.behaviourHits,
-            UInt64(p.behaviours.stateEntries),
+            UInt64(p.behaviours.stateEntries), hc.hashed, hc.failed, hc.dropped, UInt64(p.hashes.count),
         ])))
     }
 }

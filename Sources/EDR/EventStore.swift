@@ -52,6 +52,7 @@ public struct StoredEvent: Equatable, Sendable {
 
 public final class EventStore {
     let insert: OpaquePointer
+    let setHash: OpaquePointer
     public let path: String
     public private(set) var rows: Int64 = 0
 
@@ -80,6 +81,9 @@ public final class EventStore {
             for c in ["parent_exe", "parent_argv", "account", "sha256"] where !have.contains(c) {
                 try sql.exec("ALTER TABLE events ADD COLUMN \(c) TEXT")
             }
+            // The digest of an executable arrives after its exec rows: filled in by path,
+            // from the first execution it was asked for (the time index bounds the scan).
+            setHash = try sql.prepare("UPDATE events SET sha256 = ?1 WHERE time_ns >= ?2 AND type = 'exec' AND exe = ?3 AND sha256 IS NULL", persistent: true)
             insert = try sql.prepare("INSERT INTO events (time_ns, kernel_seq, type, pid, tgid, ppid, uid, euid, comm, exe, argv, cwd, path, path2, mode, owner_uid, owner_gid, protocol, local_address, local_port, remote_address, remote_port, flags, details, parent_exe, parent_argv, account, sha256) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", persistent: true)
         } catch {
             throw StoreError(message: error.message)
@@ -89,6 +93,7 @@ public final class EventStore {
 
     deinit {
         sqlite3_finalize(insert)
+        sqlite3_finalize(setHash)
     }
 
     static func columnNames(_ sql: SQLiteDB) throws(SQLiteError) -> Set<String> {
@@ -149,6 +154,17 @@ public final class EventStore {
         }
         try EventStore.exec(sql, "COMMIT")
         rows += Int64(batch.count)
+    }
+
+    /// Fills the SHA-256 of `path` into its exec rows stored since `sinceNs`.
+    public func setExecutableHash(path: String, sinceNs: Int64, sha256: String) throws(StoreError) {
+        sqlite3_reset(setHash)
+        sqlite3_bind_text(setHash, 1, sha256, -1, unsafeBitCast(-1, to: sqlite3_destructor_type.self))
+        sqlite3_bind_int64(setHash, 2, sinceNs)
+        sqlite3_bind_text(setHash, 3, path, -1, unsafeBitCast(-1, to: sqlite3_destructor_type.self))
+        if sqlite3_step(setHash) != SQLITE_DONE {
+            throw StoreError(message: "set sha256: \(String(cString: sqlite3_errmsg(db)))")
+        }
     }
 
     private func bindText(_ i: Int32, _ s: String) {

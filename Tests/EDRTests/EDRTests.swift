@@ -139,3 +139,32 @@ final class StoreAndQueryTests: XCTestCase {
         } else { XCTFail() }
     }
 }
+
+final class HashCacheTests: XCTestCase {
+    func id(_ n: UInt64, mtime: Int64 = 1) -> ExecutableIdentity { ExecutableIdentity(dev: 8, ino: n, mtimeSec: mtime, mtimeNsec: 0) }
+
+    func testBoundedOldestOutFirst() {
+        var c = HashCache(capacity: 3)
+        for n in 1...5 { c.insert(id(UInt64(n)), path: "/bin/p\(n)", sha256: "h\(n)") }
+        XCTAssertEqual(c.count, 3)
+        XCTAssertEqual(c.evictions, 2)
+        XCTAssertNil(c.lookup(id(1)))
+        XCTAssertNil(c.lookup(id(2)))
+        XCTAssertEqual(c.lookup(id(5)), "h5")
+        XCTAssertNil(c.lookup(path: "/bin/p1"), "an evicted identity takes its path entry along")
+        XCTAssertEqual(c.lookup(path: "/bin/p3"), "h3")
+    }
+
+    func testAChangedFileIsAnotherIdentity() {
+        var c = HashCache(capacity: 8)
+        c.insert(id(1, mtime: 1), path: "/usr/bin/tool", sha256: "old")
+        XCTAssertNil(c.lookup(id(1, mtime: 2)), "same inode, new mtime: not the same content")
+        c.insert(id(1, mtime: 2), path: "/usr/bin/tool", sha256: "new")
+        XCTAssertEqual(c.lookup(path: "/usr/bin/tool"), "new")
+        XCTAssertEqual(c.lookup(id(1, mtime: 1)), "old")
+        // The old identity leaving does not take the path's newer digest with it.
+        for n in 10..<17 { c.insert(id(UInt64(n)), path: "/x\(n)", sha256: "x") }
+        XCTAssertNil(c.lookup(id(1, mtime: 1)))
+        XCTAssertEqual(c.lookup(path: "/usr/bin/tool"), "new")
+    }
+}

@@ -434,6 +434,38 @@ final class EDRDetectionTests: XCTestCase {
         XCTFail("no three-level chain: \(out)")
     }
 
+    func testExecutablesGetTheirSHA256OffTheHotPath() throws {
+        let s = try suite()
+        // A program no other test runs: /bin/true with bytes of its own appended.
+        let exe = dir + "/hashme"
+        try copy("/bin/true", exe)
+        let h = try XCTUnwrap(FileHandle(forWritingAtPath: exe))
+        h.seekToEndOfFile()
+        h.write(Data(UUID().uuidString.utf8))
+        h.closeFile()
+        XCTAssertEqual(try run(exe, []), 0)
+        let digest = try XCTUnwrap(FileManager.default.contents(atPath: exe).map { sha256Hex($0) })
+        let q = "SELECT SHA256 FROM DeviceProcessEvents WHERE FolderPath = '\(exe)' AND SHA256 IS NOT NULL"
+        let deadline = Date().addingTimeInterval(20)
+        var out = ""
+        while Date() < deadline {
+            let r = try s.cli(["hunt", q, "--output", "json"])
+            out = r.out + r.err
+            if let row = try? JSON.parse(r.out.split(separator: "\n").first.map(String.init) ?? "") {
+                XCTAssertEqual(row["SHA256"]?.string, digest)
+                // The next run is answered from the cache at once.
+                XCTAssertEqual(try run(exe, []), 0)
+                let st = try s.waitUntil("the hash counted", timeout: 10) { st in
+                    (s.room("edr", in: st)?["counters"]?["hashes_computed"]?.int ?? 0) >= 1
+                }
+                XCTAssertGreaterThanOrEqual(s.room("edr", in: st)?["counters"]?["hash_cache_size"]?.int ?? 0, 1)
+                return
+            }
+            usleep(200_000)
+        }
+        XCTFail("no SHA-256 for \(exe): \(out)")
+    }
+
     func testHuntJoinsProcessAndNetworkTablesAndRefusesWrites() throws {
         let s = try suite()
         let (fd, port) = try listener()
@@ -467,4 +499,19 @@ final class EDRDetectionTests: XCTestCase {
         XCTAssertEqual(info["OSPlatform"]?.string, "Linux")
         XCTAssertFalse(info["DeviceName"]?.string?.isEmpty ?? true)
     }
+}
+
+/// SHA-256 in hex (sha256sum), to check the EDR's digests against.
+func sha256Hex(_ data: Data) -> String {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
+    let input = Pipe(), output = Pipe()
+    p.standardInput = input
+    p.standardOutput = output
+    try? p.run()
+    input.fileHandleForWriting.write(data)
+    input.fileHandleForWriting.closeFile()
+    let out = output.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return String(decoding: out, as: UTF8.self).split(separator: " ").first.map(String.init) ?? ""
 }

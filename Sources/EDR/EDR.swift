@@ -35,6 +35,9 @@ public struct Enricher {
         self.bootToUnixNs = bootToUnixNs
     }
 
+    /// An executable modified less than this before it ran counts as written recently.
+    public static let recentlyWrittenNs: Int64 = 300 * 1_000_000_000
+
     static let stdioNames = ["none", "file", "pipe", "socket", "char", "other", "?", "?", "?", "?", "?", "?", "?", "?", "?", "?"]
 
     public mutating func row(for ev: KernelEvent) -> StoredEvent {
@@ -80,6 +83,12 @@ public struct Enricher {
             d.add("argc", x.argc)
             d.add("start_time_ns", Int64(x.startTimeNs) &+ bootToUnixNs)
             d.add("setuid_exec", h.flags & EventFlag.setuidExec != 0)
+            // Where the program came from: gone from disk, memory only, or written just now.
+            d.add("exe_deleted", h.flags & EventFlag.exeDeleted != 0)
+            d.add("exe_memfd", x.exe.hasPrefix("/memfd:"))
+            d.add("exe_on_tmpfs", h.flags & EventFlag.exeOnTmpfs != 0)
+            let ageNs = e.timeNs &- (x.exeMtimeSec &* 1_000_000_000 &+ Int64(x.exeMtimeNsec))
+            d.add("exe_written_recently", ageNs >= -1_000_000_000 && ageNs < Enricher.recentlyWrittenNs)
             d.add("stdin", Enricher.stdioNames[Int(x.stdioKind(0))])
             d.add("stdout", Enricher.stdioNames[Int(x.stdioKind(1))])
             d.add("stderr", Enricher.stdioNames[Int(x.stdioKind(2))])

@@ -175,6 +175,7 @@ public func eventJSON(_ e: StoredEvent) -> JSON {
     if e.flags & Int64(EventFlag.stringTruncated) != 0 { flags.append("string_truncated") }
     if e.flags & Int64(EventFlag.execBlocked) != 0 { flags.append("exec_blocked") }
     if e.flags & Int64(EventFlag.execRefused) != 0 { flags.append("exec_refused") }
+    if e.flags & Int64(EventFlag.exeOnTmpfs) != 0 { flags.append("exe_on_tmpfs") }
     if e.flags & Int64(EventFlag.exeDeleted) != 0 { flags.append("exe_deleted") }
     func n(_ v: Int64) -> JSON { .number(Double(v)) }
     var m: [(String, JSON)] = []

@@ -189,6 +189,8 @@ public enum EventFlag {
     public static let exeDeleted: UInt16 = 0x0100
     /// Refused by the BPF LSM before the image loaded: the caller keeps running its old image.
     public static let execRefused: UInt16 = 0x0200
+    /// The executable lives on tmpfs or ramfs (memory only; memfds too).
+    public static let exeOnTmpfs: UInt16 = 0x0400
 }
 
 struct Reader {

@@ -153,6 +153,11 @@ struct KernelChecks {
         try expectEqual(ev.header.comm, String(selfPath.split(separator: "/").last!.prefix(15)), "comm")
         try expect(x.startTimeNs > 0 && x.startTimeNs <= ev.header.ktimeNs, "start time \(x.startTimeNs) vs record \(ev.header.ktimeNs)")
         try expectEqual(ev.header.flags & (EventFlag.execBlocked | EventFlag.exeDeleted | EventFlag.argvTruncated), 0, "flags")
+        let selfFd = try Sys.open(selfPath, O_RDONLY)
+        let fsType = try Sys.filesystemType(selfFd)
+        Sys.close(selfFd)
+        let inMemory = fsType == 0x0102_1994 || fsType == 0x8584_58f6
+        try expectEqual(ev.header.flags & EventFlag.exeOnTmpfs != 0, inMemory, "exe_on_tmpfs flag (filesystem 0x\(String(fsType, radix: 16)))")
         try expect(ev.header.cgroupId != 0, "cgroup id is 0")
 
         let fork = try found(sensor.wait {

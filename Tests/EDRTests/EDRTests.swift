@@ -73,6 +73,23 @@ final class ProcessTableTests: XCTestCase {
         e.table.purgeExited(nowNs: 8 + ProcessTable.exitGraceNs + 1)
         XCTAssertNil(e.table.lookup(5), "exited processes leave the table")
     }
+
+    func testExecutablesSayWhereTheyCameFrom() throws {
+        // Boot at unix 1000 s; the old program's mtime is unix 1 s, the new one's 2 s before it ran.
+        var e = Enricher(capacity: 100, bootToUnixNs: 1_000_000_000_000)
+        let old = try JSON.parse(e.row(for: execEvent(tgid: 5, ppid: 4, exe: "/bin/echo", argv: ["echo"], t: 7)).details)
+        XCTAssertEqual(old["exe_written_recently"]?.bool, false)
+        XCTAssertEqual(old["exe_on_tmpfs"]?.bool, false)
+        XCTAssertEqual(old["exe_deleted"]?.bool, false)
+        var ev = execEvent(tgid: 6, ppid: 4, exe: "/memfd:payload", argv: ["x"], t: 5_000_000_000)
+        ev.header.flags = EventFlag.exeOnTmpfs | EventFlag.exeDeleted
+        if case .exec(var x) = ev.body { x.exeMtimeSec = 1_003; ev.body = .exec(x) }
+        let fresh = try JSON.parse(e.row(for: ev).details)
+        XCTAssertEqual(fresh["exe_written_recently"]?.bool, true)
+        XCTAssertEqual(fresh["exe_on_tmpfs"]?.bool, true)
+        XCTAssertEqual(fresh["exe_deleted"]?.bool, true)
+        XCTAssertEqual(fresh["exe_memfd"]?.bool, true)
+    }
 }
 
 final class StoreAndQueryTests: XCTestCase {

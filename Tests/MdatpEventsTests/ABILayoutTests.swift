@@ -118,6 +118,7 @@ final class ABILayoutTests: XCTestCase {
             ("setgid_exec", EventFlag.setgidExec, MDATP_F_SETGID_EXEC), ("path_relative", EventFlag.pathRelative, MDATP_F_PATH_RELATIVE),
             ("string_truncated", EventFlag.stringTruncated, MDATP_F_STR_TRUNCATED), ("exec_blocked", EventFlag.execBlocked, MDATP_F_EXEC_BLOCKED),
             ("exe_deleted", EventFlag.exeDeleted, MDATP_F_EXE_DELETED), ("exec_refused", EventFlag.execRefused, MDATP_F_EXEC_REFUSED),
+            ("exe_on_tmpfs", EventFlag.exeOnTmpfs, MDATP_F_EXE_TMPFS),
         ]
         for (name, swift, c) in pairs { XCTAssertEqual(Int32(swift), c, name) }
     }

@@ -42,6 +42,12 @@ static __always_inline bool exec_denied(__u64 ino, __u32 dev, __u32 generation, 
 	return c.found;
 }
 
+/* tmpfs (shmem, memfds too) or ramfs: files that exist only in memory. */
+static __always_inline bool memory_filesystem(unsigned long magic)
+{
+	return magic == 0x01021994 || magic == 0x858458f6;
+}
+
 /* What descriptors 0-2 of the task are (enum mdatp_stdio_kind per nibble). */
 static __always_inline __u32 stdio_kinds(struct task_struct *task)
 {
@@ -94,6 +100,8 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 		e->h.flags |= MDATP_F_SETGID_EXEC;
 	if (BPF_CORE_READ(ino, i_nlink) == 0)
 		e->h.flags |= MDATP_F_EXE_DELETED;
+	if (memory_filesystem(BPF_CORE_READ(ino, i_sb, s_magic)))
+		e->h.flags |= MDATP_F_EXE_TMPFS;
 
 	if (exec_denied(e->exe_ino, e->exe_dev, BPF_CORE_READ(ino, i_generation), e->h.tgid)) {
 		bpf_send_signal(9);

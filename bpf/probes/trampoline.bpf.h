@@ -46,6 +46,8 @@ static __always_inline void emit_refused_exec(struct scratch *s, struct linux_bi
 	e->exe_ino = BPF_CORE_READ(ino, i_ino);
 	e->exe_mode = BPF_CORE_READ(ino, i_mode);
 	read_inode_mtime(ino, &e->exe_mtime_sec, &e->exe_mtime_nsec);
+	if (memory_filesystem(BPF_CORE_READ(ino, i_sb, s_magic)))
+		e->h.flags |= MDATP_F_EXE_TMPFS;
 
 	__u32 off = sizeof(*e);
 	bool trunc = false;

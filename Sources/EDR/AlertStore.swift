@@ -146,6 +146,24 @@ public final class AlertStore {
     }
 
     /// Newest first.
+    /// Keeps alerts seen within `maxAgeNs` (Defender keeps 180 days), at most
+    /// `maxAlerts` of them (the least recently seen go first). Returns alerts removed.
+    @discardableResult
+    public func enforceRetention(nowNs: Int64, maxAgeNs: Int64, maxAlerts: Int) throws(StoreError) -> Int {
+        do throws(SQLiteError) {
+            try sql.exec("DELETE FROM alerts WHERE last_seen_ns < \(nowNs - maxAgeNs)")
+            var removed = Int(sqlite3_changes(sql.handle))
+            let count = try sql.scalar("SELECT count(*) FROM alerts")
+            if count > Int64(maxAlerts) {
+                try sql.exec("DELETE FROM alerts WHERE id IN (SELECT id FROM alerts ORDER BY last_seen_ns ASC LIMIT \(count - Int64(maxAlerts)))")
+                removed += Int(sqlite3_changes(sql.handle))
+            }
+            return removed
+        } catch {
+            throw StoreError(message: "alert retention: \(error.message)")
+        }
+    }
+
     public func list(limit: Int, sinceNs: Int64 = 0, minSeverity: String? = nil) throws(StoreError) -> [StoredAlert] {
         var q = "SELECT alert_id, first_seen_ns, last_seen_ns, count, severity, title, description, techniques, detection_source, dedup_key, evidence, raised_ns FROM alerts WHERE last_seen_ns >= ?1"
         let levels = ["informational", "low", "medium", "high", "critical"]

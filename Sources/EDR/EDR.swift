@@ -192,6 +192,9 @@ public enum EDRRoom {
 
         let maxBytes = Int64(args.int("store-max-bytes", 256 << 20))
         let maxAgeNs = Int64(args.int("store-max-age-hours", 168)) * 3_600_000_000_000
+        // Alerts outlive the events (an analyst comes back to them): 180 days, 100,000 at most.
+        let alertMaxAgeNs: Int64 = 180 * 24 * 3_600_000_000_000
+        let alertMaxCount = 100_000
         var enricher = Enricher(capacity: args.int("process-table-capacity", 32768), bootToUnixNs: bootOffset())
         for p in seeded { enricher.table.exec(p) }
         enricher.containers = CgroupMap(root: cgroupRoot)
@@ -267,7 +270,10 @@ public enum EDRRoom {
             }
             if retention.due() {
                 let now = Int64(Sys.clockNs(CLOCK_REALTIME))
-                do throws(StoreError) { try store.enforceRetention(nowNs: now, maxAgeNs: maxAgeNs, maxBytes: maxBytes) } catch {
+                do throws(StoreError) {
+                    try store.enforceRetention(nowNs: now, maxAgeNs: maxAgeNs, maxBytes: maxBytes)
+                    try alerts.enforceRetention(nowNs: now, maxAgeNs: alertMaxAgeNs, maxAlerts: alertMaxCount)
+                } catch {
                     counters.storeErrors &+= 1
                     roomLog(name, "\(error)")
                 }

@@ -185,3 +185,22 @@ final class HashCacheTests: XCTestCase {
         XCTAssertEqual(c.lookup(path: "/usr/bin/tool"), "new")
     }
 }
+
+final class AlertRetentionTests: XCTestCase {
+    func testOldAlertsGoAndTheCountIsBounded() throws {
+        let dir = NSTemporaryDirectory() + "mdatp-alerts-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = try AlertStore(path: dir + "/alerts.db", jsonlPath: dir + "/alerts.jsonl")
+        let hour: Int64 = 3_600_000_000_000
+        for i in 0..<6 {
+            let c = AlertCandidate(timeNs: Int64(i) * hour, source: "builtin:test", title: "t\(i)", description: "d", severity: "low",
+                                   techniques: ["T1059"], dedupKey: "k\(i)", evidence: .object([]))
+            _ = try store.record(c, nowNs: Int64(i) * hour)
+        }
+        // At hour 6, keep what was seen in the last 4.5 hours (hours 2-5), then at most 3 of those.
+        XCTAssertEqual(try store.enforceRetention(nowNs: 6 * hour, maxAgeNs: 4 * hour + hour / 2, maxAlerts: 3), 3)
+        let left = try store.list(limit: 100).map(\.title)
+        XCTAssertEqual(left, ["t5", "t4", "t3"], "the most recently seen stay")
+    }
+}

@@ -246,13 +246,13 @@ public struct BehaviourEngine {
                 hit("web_server_shell", "\(parent.exe) (a web server) started \(p.exe): \(p.commandLine)", key: "\(parent.exe)|\(p.exe)")
             }
             let cmd = p.commandLine.lowercased()
-            if cmd.contains("stratum+tcp://") || cmd.contains("stratum+ssl://") || cmd.contains("stratum2+tcp://") || cmd.contains("--donate-level") || name.lowercased().hasPrefix("xmrig") {
+            if cmd.hasBytes("stratum+tcp://") || cmd.hasBytes("stratum+ssl://") || cmd.hasBytes("stratum2+tcp://") || cmd.hasBytes("--donate-level") || name.lowercased().hasPrefix("xmrig") {
                 hit("crypto_miner", "\(p.exe) was started with mining-pool arguments: \(p.commandLine)", key: p.exe)
             }
             if name == "nsenter", BehaviourEngine.targetsPid1(p.argv) {
                 hit("container_escape", "nsenter into the namespaces of pid 1 (the host's init): \(p.commandLine)", key: "nsenter|\(e.parent?.exe ?? "")")
             }
-            if BehaviourEngine.downloaders.contains(name), p.argv.contains(where: { $0.contains("://") }) {
+            if BehaviourEngine.downloaders.contains(name), p.argv.contains(where: { $0.hasBytes("://") }) {
                 if let sh = pipedShells[p.ppid], abs(e.timeNs - sh.timeNs) <= BehaviourEngine.pipeWindowNs {
                     pipedShells.remove(p.ppid)
                     hit("download_piped_to_shell", "\(sh.process.exe) reads its commands from a pipe next to '\(p.commandLine)'",
@@ -305,7 +305,7 @@ public struct BehaviourEngine {
         case .connect:
             let remote = "\(e.remoteAddress):\(e.remotePort)"
             if BehaviourEngine.poolPorts.contains(e.remotePort), BehaviourEngine.shells.contains(p.name) == false {
-                if p.commandLine.lowercased().contains("stratum") || p.name.lowercased().hasPrefix("xmrig") || e.remotePort == 3333 || e.remotePort == 14444 || e.remotePort == 45700 {
+                if p.commandLine.lowercased().hasBytes("stratum") || p.name.lowercased().hasPrefix("xmrig") || e.remotePort == 3333 || e.remotePort == 14444 || e.remotePort == 45700 {
                     hit("crypto_miner", "\(p.exe) connected to \(remote), a mining-pool port", key: "\(p.exe)|\(e.remotePort)", connections: [remote])
                 }
             }
@@ -374,7 +374,7 @@ public struct BehaviourEngine {
             if BehaviourEngine.isSystemdUnit(target) {
                 hit("systemd_persistence", by, target, [target])
             }
-            if target == "/etc/rc.local" || target.hasPrefix("/etc/init.d/") || (target.hasPrefix("/etc/rc") && target.contains(".d/")) {
+            if target == "/etc/rc.local" || target.hasPrefix("/etc/init.d/") || (target.hasPrefix("/etc/rc") && target.hasBytes(".d/")) {
                 hit("rc_script_persistence", by, target, [target])
             }
             if BehaviourEngine.isShellProfile(target) {
@@ -416,7 +416,7 @@ public struct BehaviourEngine {
     static func isSystemdUnit(_ p: String) -> Bool {
         let dirs = ["/etc/systemd/system/", "/lib/systemd/system/", "/usr/lib/systemd/system/", "/run/systemd/system/", "/etc/systemd/user/", "/usr/lib/systemd/user/"]
         let unit = p.hasSuffix(".service") || p.hasSuffix(".timer") || p.hasSuffix(".socket") || p.hasSuffix(".path") || p.hasSuffix(".conf")
-        return unit && (dirs.contains { p.hasPrefix($0) } || p.contains("/.config/systemd/user/"))
+        return unit && (dirs.contains { p.hasPrefix($0) } || p.hasBytes("/.config/systemd/user/"))
     }
 
     static func isShellProfile(_ p: String) -> Bool {
@@ -439,5 +439,17 @@ public struct BehaviourEngine {
             if a.hasPrefix("-"), !a.hasPrefix("--"), a.hasSuffix("t"), i + 1 < argv.count, argv[i + 1] == "1" { return true }
         }
         return false
+    }
+}
+
+extension String {
+    /// Substring test on the UTF-8 bytes. The standard library's generic
+    /// `contains(_: StringProtocol)` costs microseconds per call, and these run
+    /// for every exec and file event.
+    @inline(__always)
+    func hasBytes(_ needle: StaticString) -> Bool {
+        let n = UnsafeRawBufferPointer(start: needle.utf8Start, count: needle.utf8CodeUnitCount)
+        if let r = utf8.withContiguousStorageIfAvailable({ ValueMatcher.find(n, in: UnsafeRawBufferPointer($0)) }) { return r }
+        return ValueMatcher.find(Array(n), in: Array(utf8))
     }
 }

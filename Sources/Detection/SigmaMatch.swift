@@ -170,23 +170,23 @@ enum ValueMatcher {
     }
 
     static func find(_ needle: [UInt8], in hay: [UInt8]) -> Bool {
-        if needle.isEmpty { return true }
-        if needle.count > hay.count { return false }
+        hay.withUnsafeBytes { h in needle.withUnsafeBytes { n in find(n, in: h) } }
+    }
+
+    static func find(_ n: UnsafeRawBufferPointer, in h: UnsafeRawBufferPointer) -> Bool {
+        if n.isEmpty { return true }
+        if n.count > h.count { return false }
         // memchr for the first byte, then compare: glibc's memmem is not exported to Swift.
-        return hay.withUnsafeBytes { h in
-            needle.withUnsafeBytes { n in
-                let first = Int32(n[0])
-                var start = 0
-                let last = h.count - n.count
-                while start <= last {
-                    guard let p = memchr(h.baseAddress! + start, first, last - start + 1) else { return false }
-                    let at = h.baseAddress!.distance(to: UnsafeRawPointer(p))
-                    if memcmp(h.baseAddress! + at, n.baseAddress!, n.count) == 0 { return true }
-                    start = at + 1
-                }
-                return false
-            }
+        let first = Int32(n[0])
+        var start = 0
+        let last = h.count - n.count
+        while start <= last {
+            guard let p = memchr(h.baseAddress! + start, first, last - start + 1) else { return false }
+            let at = h.baseAddress!.distance(to: UnsafeRawPointer(p))
+            if memcmp(h.baseAddress! + at, n.baseAddress!, n.count) == 0 { return true }
+            start = at + 1
         }
+        return false
     }
 
     /// `*` any run, `?` one byte; linear with one backtrack point.

@@ -45,7 +45,10 @@ public struct PreviousImage: Equatable, Sendable {
 public struct ProcessTable {
     public let capacity: Int
     var entries: [UInt32: ProcessRecord] = [:]
+    /// Exits in arrival order; those before `exitedHead` are done (compacted now and then,
+    /// not on every purge: an exec storm purges thousands of times a second).
     var exited: [(tgid: UInt32, atNs: UInt64)] = []
+    var exitedHead = 0
     var tick: UInt64 = 0
     public private(set) var evictions: UInt64 = 0
     static let maxArgvBytes = 4096
@@ -96,14 +99,18 @@ public struct ProcessTable {
 
     /// Drops the processes that exited more than the grace period before `nowNs`.
     public mutating func purgeExited(nowNs: UInt64) {
-        var n = 0
+        var n = exitedHead
         while n < exited.count, exited[n].atNs + ProcessTable.exitGraceNs < nowNs {
             let (tgid, at) = exited[n]
             // Only if it is still that exited process (the pid may have been reused since).
             if let r = entries[tgid], r.exitedNs == at { entries.removeValue(forKey: tgid) }
             n += 1
         }
-        if n > 0 { exited.removeFirst(n) }
+        exitedHead = n
+        if exitedHead > 1024 && exitedHead * 2 > exited.count {
+            exited.removeFirst(exitedHead)
+            exitedHead = 0
+        }
     }
 
     mutating func insert(_ r: ProcessRecord) {

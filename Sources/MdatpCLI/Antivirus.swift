@@ -152,15 +152,22 @@ struct DefinitionsCommand: ParsableCommand {
                                                     subcommands: [Update.self, Restore.self, Import.self, Imports.self, RemoveImport.self])
 
     struct Update: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Install a newer signed package from a local mirror directory.")
-        @Option(name: .long, help: "A directory holding a package (default: antivirusEngine.offlineDefinitionUpdateUrl).")
+        static let configuration = CommandConfiguration(abstract: "Install a newer signed package from a mirror (a local directory or an http(s) URL).")
+        @Option(name: .long, help: "A directory or URL holding a package (default: antivirusEngine.offlineDefinitionUpdateUrl).")
         var source: String?
         @OptionGroup var out: OutputOptions
 
         func run() throws {
             var req: [(String, JSON)] = [("verb", "definitions"), ("action", "update")]
             if let source { req.append(("source", .string(source))) }
-            let r = try SuiteClient.request(.object(req))
+            var r = try SuiteClient.request(.object(req))
+            if let url = r["fetch"]?.string {
+                // Downloaded here into a private directory, then staged by the watchdog and
+                // verified by the scanner (signature, hashes) like any local mirror.
+                let dir = try MirrorDownload.package(from: url)
+                defer { MirrorDownload.remove(dir) }
+                r = try SuiteClient.request(.object([("verb", "definitions"), ("action", "update"), ("source", .string(dir))]))
+            }
             if out.output == .json { print(r.serialized()) } else { print("Definitions updated to \(r["definitions_version"]?.string ?? "?")") }
         }
     }

@@ -265,7 +265,10 @@ enum Schema {
             "kernelExecBlocking": enabledDisabled,
             "execGate": enabledDisabled,
             "offlineDefinitionUpdateUrl": { v in
-                guard let s = v.string, s.hasPrefix("/"), s.utf8.count < 4096 else { return "must be an absolute local directory (URL mirrors come with the uplink)" }
+                guard let s = v.string, s.utf8.count < 4096, s.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7f }),
+                      s.hasPrefix("/") || s.hasPrefix("https://") || s.hasPrefix("http://") else {
+                    return "must be an absolute local directory or an http(s) mirror URL"
+                }
                 return nil
             },
         ],

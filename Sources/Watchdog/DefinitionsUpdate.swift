@@ -79,6 +79,12 @@ extension Watchdog {
             refuse(fd, "no update source: give --source or set antivirusEngine.offlineDefinitionUpdateUrl", code: "usage")
             return false
         }
+        // A mirror URL: the caller (the CLI) downloads it into a directory of its own
+        // and asks again with that directory; this loop never waits on a network.
+        if src.hasPrefix("https://") || src.hasPrefix("http://") {
+            reply(fd, .object([("ok", .bool(true)), ("fetch", .string(src))]))
+            return false
+        }
         guard let scanner = rooms.first(where: { $0.manifest.name == "scanner" }), case .running = scanner.supervision.state,
               let ch = scanner.channel else {
             refuse(fd, "the scanner room is not running", code: "unavailable")

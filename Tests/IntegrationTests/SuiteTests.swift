@@ -744,6 +744,52 @@ final class SuiteTests: XCTestCase {
         XCTAssertEqual(s.room("scanner", in: s.status())?["state"]?.string, "running")
     }
 
+    func testDefinitionsUpdateFromAnHTTPMirror() throws {
+        let s = try suite()
+        let health = { try JSON.parse(try s.cli(["health", "--output", "json"]).out) }
+        try s.waitUntil("definitions reported", timeout: 20) { _ in (try? health()["definitions_status"]?.string) == "up_to_date" }
+        let work = try makeTempDir("mdatp-mirror")
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let extra = "0123456789abcdef0123456789abcdef:10:Test.Mirror.Marker\n"
+        try makePackage(signatures: ["mirror.hdb": extra], version: "9.1.0.1", keyDir: repoRoot + "/.build/keys", out: work + "/good")
+        try makePackage(signatures: ["mirror.hdb": extra], version: "9.1.0.2", keyDir: repoRoot + "/.build/keys", out: work + "/bad")
+        // A tampered mirror: one signature file altered after signing.
+        let bad = work + "/bad/package"
+        let victim = try XCTUnwrap(Sys.listDirectory(bad).first { $0.hasSuffix(".zst") })
+        let h = try XCTUnwrap(FileHandle(forWritingAtPath: bad + "/" + victim))
+        h.seekToEndOfFile()
+        h.write(Data("x".utf8))
+        h.closeFile()
+        // A loopback HTTP mirror serving both.
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        server.arguments = ["-m", "http.server", "--bind", "127.0.0.1", "0", "--directory", work]
+        let out = Pipe()
+        server.standardOutput = out
+        server.standardError = out
+        server.environment = ["PYTHONUNBUFFERED": "1"]
+        try server.run()
+        defer { server.terminate(); server.waitUntilExit() }
+        var banner = ""
+        while !banner.contains("port ") { banner += String(decoding: out.fileHandleForReading.availableData, as: UTF8.self) }
+        let port = try XCTUnwrap(banner.split(separator: " ").drop { $0 != "port" }.dropFirst().first.flatMap { Int($0) })
+
+        let r = try s.cli(["definitions", "update", "--source", "http://127.0.0.1:\(port)/good/package/", "--output", "json"])
+        XCTAssertEqual(r.code, 0, r.err)
+        XCTAssertEqual(try JSON.parse(r.out)["definitions_version"]?.string, "9.1.0.1")
+        try s.waitUntil("health shows the update", timeout: 20) { _ in (try? health()["definitions_version"]?.string) == "9.1.0.1" }
+        let tampered = try s.cli(["definitions", "update", "--source", "http://127.0.0.1:\(port)/bad/package"])
+        XCTAssertEqual(tampered.code, 77)
+        XCTAssertTrue(tampered.err.contains("altered"), tampered.err)
+        let missing = try s.cli(["definitions", "update", "--source", "http://127.0.0.1:\(port)/nothing-here"])
+        XCTAssertEqual(missing.code, 77)
+        XCTAssertTrue(missing.err.contains("download"), missing.err)
+        XCTAssertEqual(try health()["definitions_version"]?.string, "9.1.0.1", "refusals keep the running set")
+        XCTAssertEqual(Sys.listDirectory("/tmp").filter { $0.hasPrefix("mdatp-definitions-") }, [], "downloads are removed")
+        XCTAssertEqual(try s.cli(["definitions", "restore"]).code, 0)
+        try s.waitUntil("the scanner back after the restore", timeout: 60) { st in s.room("scanner", in: st)?["state"]?.string == "running" }
+    }
+
     func testDefinitionsUpdateRefusalAndRestore() throws {
         let s = try suite()
         let health = { try JSON.parse(try s.cli(["health", "--output", "json"]).out) }

@@ -48,6 +48,19 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(error(local: #"{"antivirusEngine": {"scanArchives": "yes"}}"#)?.key, "antivirusEngine.scanArchives")
         XCTAssertNotNil(error(local: "{not json"))
         XCTAssertNotNil(error(local: "[]"))
+        XCTAssertEqual(error(local: #"{"sensor": {"hookFamily": "kprobe"}}"#)?.key, "sensor.hookFamily")
+    }
+
+    func testDefinitionMirrorsAreDirectoriesOrHTTPURLs() throws {
+        XCTAssertEqual(try load(local: #"{"antivirusEngine": {"offlineDefinitionUpdateUrl": "https://mirror.example/defs/"}}"#, managed: nil)
+                        .offlineDefinitionUpdateUrl, "https://mirror.example/defs/")
+        XCTAssertEqual(try load(local: #"{"antivirusEngine": {"offlineDefinitionUpdateUrl": "/srv/defs"}}"#, managed: nil)
+                        .offlineDefinitionUpdateUrl, "/srv/defs")
+        for bad in ["ftp://mirror/defs", "relative/dir", "https://mirror/a b"] {
+            XCTAssertEqual(error(local: #"{"antivirusEngine": {"offlineDefinitionUpdateUrl": "\#(bad)"}}"#)?.key,
+                           "antivirusEngine.offlineDefinitionUpdateUrl", bad)
+        }
+        XCTAssertEqual(try load(local: #"{"sensor": {"hookFamily": "tracepoint"}}"#, managed: nil).sensor.hookFamily, "tracepoint")
     }
 
     func testExclusionsMergeOrAdminOnly() throws {

@@ -64,6 +64,7 @@ public struct Enricher {
         case .exec(let x):
             var record = ProcessRecord(tgid: h.tgid, ppid: x.ppid, uid: h.uid, exe: x.exe, argv: x.argv, cwd: x.cwd, startNs: x.startTimeNs)
             record.execNs = h.ktimeNs
+            record.exeIdentity = ExecutableIdentity(dev: x.exeDev, ino: x.exeIno, mtimeSec: x.exeMtimeSec, mtimeNsec: x.exeMtimeNsec)
             // An exec the LSM refused never replaced the caller's image.
             if h.flags & EventFlag.execRefused == 0 { table.exec(record) }
             e.ppid = Int64(x.ppid)
@@ -225,6 +226,9 @@ public enum EDRRoom {
                     if case .exec(let x) = ev.body, ev.header.flags & (EventFlag.exeDeleted | EventFlag.execRefused) == 0, x.exe.hasPrefix("/") {
                         let id = ExecutableIdentity(dev: x.exeDev, ino: x.exeIno, mtimeSec: x.exeMtimeSec, mtimeNsec: x.exeMtimeNsec)
                         if let known = pipeline.hashes.lookup(id) { row.sha256 = known } else { hasher.request(id, path: x.exe, sinceNs: row.timeNs) }
+                    } else if let p = enricher.table.lookup(ev.header.tgid), p.exe == row.exe, let id = p.exeIdentity, let known = pipeline.hashes.lookup(id) {
+                        // Every other event carries its acting program's digest (InitiatingProcessSHA256).
+                        row.sha256 = known
                     }
                     for c in pipeline.run(ev, row: row, table: &enricher.table, container: enricher.lastContainer) {
                         do throws(StoreError) {
@@ -248,7 +252,7 @@ public enum EDRRoom {
             for done in hasher.takeDone() {
                 guard let sha = done.sha256 else { continue }
                 pipeline.hashes.insert(done.job.id, path: done.job.path, sha256: sha)
-                for i in batch.indices where batch[i].type == "exec" && batch[i].exe == done.job.path && batch[i].sha256.isEmpty {
+                for i in batch.indices where batch[i].exe == done.job.path && batch[i].sha256.isEmpty {
                     batch[i].sha256 = sha
                 }
                 do throws(StoreError) { try store.setExecutableHash(path: done.job.path, sinceNs: done.job.sinceNs, sha256: sha) } catch {

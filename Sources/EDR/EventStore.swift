@@ -81,9 +81,10 @@ public final class EventStore {
             for c in ["parent_exe", "parent_argv", "account", "sha256"] where !have.contains(c) {
                 try sql.exec("ALTER TABLE events ADD COLUMN \(c) TEXT")
             }
-            // The digest of an executable arrives after its exec rows: filled in by path,
-            // from the first execution it was asked for (the time index bounds the scan).
-            setHash = try sql.prepare("UPDATE events SET sha256 = ?1 WHERE time_ns >= ?2 AND type = 'exec' AND exe = ?3 AND sha256 IS NULL", persistent: true)
+            // The digest of an executable arrives after the rows of its first run: filled in
+            // by path (the acting program of every row), from the execution it was asked for
+            // (the time index bounds the scan).
+            setHash = try sql.prepare("UPDATE events SET sha256 = ?1 WHERE time_ns >= ?2 AND exe = ?3 AND sha256 IS NULL", persistent: true)
             insert = try sql.prepare("INSERT INTO events (time_ns, kernel_seq, type, pid, tgid, ppid, uid, euid, comm, exe, argv, cwd, path, path2, mode, owner_uid, owner_gid, protocol, local_address, local_port, remote_address, remote_port, flags, details, parent_exe, parent_argv, account, sha256) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", persistent: true)
         } catch {
             throw StoreError(message: error.message)
@@ -156,7 +157,7 @@ public final class EventStore {
         rows += Int64(batch.count)
     }
 
-    /// Fills the SHA-256 of `path` into its exec rows stored since `sinceNs`.
+    /// Fills the SHA-256 of `path` into the rows of its runs stored since `sinceNs`.
     public func setExecutableHash(path: String, sinceNs: Int64, sha256: String) throws(StoreError) {
         sqlite3_reset(setHash)
         sqlite3_bind_text(setHash, 1, sha256, -1, unsafeBitCast(-1, to: sqlite3_destructor_type.self))

@@ -73,7 +73,8 @@ public final class HuntEngine {
         let initiating = """
             e.tgid AS InitiatingProcessId, \(base("e.exe")) AS InitiatingProcessFileName, e.exe AS InitiatingProcessFolderPath,
             \(cmd) AS InitiatingProcessCommandLine, e.account AS InitiatingProcessAccountName, e.uid AS InitiatingProcessAccountId,
-            e.ppid AS InitiatingProcessParentId, \(base("e.parent_exe")) AS InitiatingProcessParentFileName, e.cwd AS InitiatingProcessCurrentDirectory
+            e.ppid AS InitiatingProcessParentId, \(base("e.parent_exe")) AS InitiatingProcessParentFileName, e.cwd AS InitiatingProcessCurrentDirectory,
+            e.sha256 AS InitiatingProcessSHA256
             """
         var out = HuntEngine.tables.map { "DROP VIEW IF EXISTS temp.\($0)" }
         out.append("""

@@ -22,6 +22,8 @@ public struct ProcessRecord: Equatable, Sendable {
     var lastSeen: UInt64 = 0
     /// Boot time of its exit (0 while it runs): kept a little longer, see ProcessTable.exit.
     public var exitedNs: UInt64 = 0
+    /// The executable as the kernel reported it at exec (for its SHA-256).
+    public var exeIdentity: ExecutableIdentity?
 
     public init(tgid: UInt32, ppid: UInt32, uid: UInt32, exe: String, argv: [String], cwd: String, argvText: String? = nil, startNs: UInt64) {
         self.tgid = tgid

@@ -459,6 +459,22 @@ final class EDRDetectionTests: XCTestCase {
                     (s.room("edr", in: st)?["counters"]?["hashes_computed"]?.int ?? 0) >= 1
                 }
                 XCTAssertGreaterThanOrEqual(s.room("edr", in: st)?["counters"]?["hash_cache_size"]?.int ?? 0, 1)
+                // What the program did carries its digest too (InitiatingProcessSHA256).
+                let tool = dir + "/hash-writer"
+                try copy("/bin/dash", tool)
+                XCTAssertEqual(try run(tool, ["-c", "echo x > \(dir)/written-by-tool; sleep 1; echo y > \(dir)/written-by-tool"]), 0)
+                let toolDigest = try XCTUnwrap(FileManager.default.contents(atPath: tool).map { sha256Hex($0) })
+                let fq = "SELECT InitiatingProcessSHA256 AS h FROM DeviceFileEvents WHERE FolderPath = '\(dir)/written-by-tool' AND h IS NOT NULL"
+                let fdeadline = Date().addingTimeInterval(20)
+                while Date() < fdeadline {
+                    let fr = try s.cli(["hunt", fq, "--output", "json"])
+                    if let frow = try? JSON.parse(fr.out.split(separator: "\n").first.map(String.init) ?? "") {
+                        XCTAssertEqual(frow["h"]?.string, toolDigest)
+                        return
+                    }
+                    usleep(200_000)
+                }
+                XCTFail("no InitiatingProcessSHA256 on the file events of \(tool)")
                 return
             }
             usleep(200_000)

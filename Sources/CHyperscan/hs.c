@@ -71,6 +71,32 @@ mdatp_hs_db *mdatp_hs_compile(const char *const *exprs, const unsigned *flags, c
 	return d;
 }
 
+int mdatp_hs_serialize(const mdatp_hs_db *d, char **out, size_t *len)
+{
+	return hs_serialize_database(d->db, out, len) == HS_SUCCESS ? 0 : -1;
+}
+
+mdatp_hs_db *mdatp_hs_deserialize(const char *bytes, size_t len, const mdatp_hs_rule *rules, size_t count)
+{
+	if (count == 0 || count > 0x7fffffff)
+		return NULL;
+	mdatp_hs_db *d = calloc(1, sizeof *d);
+	if (!d)
+		return NULL;
+	d->rules = malloc(count * sizeof *d->rules);
+	if (!d->rules || hs_deserialize_database(bytes, len, &d->db) != HS_SUCCESS) {
+		free(d->rules);
+		free(d);
+		return NULL;
+	}
+	memcpy(d->rules, rules, count * sizeof *rules);
+	d->count = count;
+	hs_database_size(d->db, &d->bytes);
+	return d;
+}
+
+const char *mdatp_hs_version(void) { return hs_version(); }
+
 void mdatp_hs_free(mdatp_hs_db *d)
 {
 	if (!d)

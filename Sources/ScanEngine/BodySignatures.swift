@@ -331,7 +331,27 @@ final class HyperscanDatabase: @unchecked Sendable {
 
     deinit { mdatp_hs_free(handle) }
 
+    static var cache: HyperscanCache? { HyperscanCache.shared }
+
     static func compile(_ exprs: [String], flags: [UInt32], rules: [mdatp_hs_rule], som: Bool) -> Result<HyperscanDatabase, CompileError> {
+        let key = cache?.key(exprs, flags: flags, som: som)
+        if let cache, let key {
+            if let h = cache.load(key, rules: rules) { return .success(HyperscanDatabase(h)) }
+            if let r = cache.refusal(key) { return .failure(CompileError(index: r.index, message: r.message)) }
+        }
+        let result = compileNow(exprs, flags: flags, rules: rules, som: som)
+        if let cache, let key {
+            switch result {
+            case .success(let db): cache.store(key, database: db.handle)
+            // Only a pattern's own refusal is a fact about the inputs (not, say, memory).
+            case .failure(let e) where e.index >= 0: cache.storeRefusal(key, index: e.index, message: e.message)
+            case .failure: break
+            }
+        }
+        return result
+    }
+
+    static func compileNow(_ exprs: [String], flags: [UInt32], rules: [mdatp_hs_rule], som: Bool) -> Result<HyperscanDatabase, CompileError> {
         var cstrs = exprs.map { strdupSwift($0) }
         defer { cstrs.forEach { free($0) } }
         var bad = -1

@@ -611,6 +611,18 @@ public enum ScannerRoom {
         let (args, paths, control) = (room.args, room.paths, room.control)
         let requests = Channel(fd: RoomFD.requests)
 
+        // Compiled Hyperscan databases survive restarts, in a directory of the room's own
+        // (opened without following links; files written as root are given to the room's user).
+        let hsCacheDir = paths.scannerDir + "/hs-cache"
+        if mkdir(hsCacheDir, 0o700) == 0 || errno == EEXIST {
+            HyperscanCache.shared = HyperscanCache(directory: hsCacheDir, owner: (room.account.uid, room.account.gid))
+            let fd = open(hsCacheDir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            if fd >= 0 {
+                _ = fchown(fd, room.account.uid, room.account.gid)
+                Sys.close(fd)
+            }
+        }
+
         // Definitions first (read as root, before the sandbox): the installed package, or
         // the one shipped with the product when that is refused; neither is a bad install.
         let trustedKeys = Sys.listDirectory(args.string("trusted-keys") ?? "").filter { $0.hasSuffix(".pub") }.compactMap { name in
@@ -644,6 +656,7 @@ public enum ScannerRoom {
             if loaded != nil { packageDir = dir; break }
         }
         guard let package = loaded else { roomFail(name, "no usable definitions", code: RoomExit.badConfig) }
+        if let c = HyperscanCache.shared { roomLog(name, "compiled pattern databases: \(c.hits) from the cache, \(c.misses) compiled") }
 
         // The exec gate's channel, if the watchdog handed one over: its wake-up eventfd
         // is made now (the sandbox has no eventfd2), its thread after the sandbox.

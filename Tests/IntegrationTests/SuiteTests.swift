@@ -203,6 +203,18 @@ final class SuiteTests: XCTestCase {
         r = try scan()
         XCTAssertEqual(r["scanned"]?.int, 30)
         XCTAssertEqual(r["cache_hits"]?.int, 29, "every clean file from the persisted cache, the threat read again: \(r.serialized())")
+        // The compiled pattern databases are kept too, given to the room's user: the restart read them.
+        let hsCache = s.prefix + "/var/opt/mdatp/scanner/hs-cache"
+        let cached = Sys.listDirectory(hsCache).filter { $0.hasSuffix(".hsdb") }
+        XCTAssertFalse(cached.isEmpty, "no compiled database kept in \(hsCache)")
+        for name in cached { XCTAssertEqual(try Sys.stat(hsCache + "/" + name).st_uid, Sys.lookupUser("mdatp")?.uid) }
+        let log = (try? String(contentsOfFile: s.log, encoding: .utf8)) ?? ""
+        let warmStarts = log.split(separator: "\n").filter { line in
+            guard let r = line.range(of: "compiled pattern databases: ") else { return false }
+            let rest = line[r.upperBound...]
+            return rest.hasSuffix(" from the cache, 0 compiled") && !rest.hasPrefix("0 ")
+        }
+        XCTAssertFalse(warmStarts.isEmpty, "no scanner start took its databases from the cache:\n" + s.tailOfLog())
         XCTAssertEqual(r["threats"]?.array?.count, 1)
     }
 

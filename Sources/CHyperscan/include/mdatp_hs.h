@@ -68,6 +68,14 @@ mdatp_hs_db *mdatp_hs_compile(const char *const *exprs, const unsigned *flags, c
 void mdatp_hs_free(mdatp_hs_db *db);
 size_t mdatp_hs_database_bytes(const mdatp_hs_db *db);
 
+/* For the on-disk cache: the compiled database as bytes (free(*out) after), 0 or -1;
+ * and a database from such bytes with its rules, or NULL when Hyperscan refuses them
+ * (wrong version or platform, damaged). */
+int mdatp_hs_serialize(const mdatp_hs_db *db, char **out, size_t *len);
+mdatp_hs_db *mdatp_hs_deserialize(const char *bytes, size_t len, const mdatp_hs_rule *rules, size_t count);
+/* Hyperscan's version and build (part of a cache key). */
+const char *mdatp_hs_version(void);
+
 /* A scanning session owns the scratch and stream: one per thread, reused. */
 mdatp_hs_scan *mdatp_hs_scan_new(const mdatp_hs_db *db);
 void mdatp_hs_scan_free(mdatp_hs_scan *s);

@@ -19,6 +19,8 @@ extension Rooms {
             "getdents64", "dup",
             // the inode generation of a file to deny at exec (that ioctl only)
             "ioctl(FS_IOC_GETVERSION)",
+            // the compiled-database cache: files replaced by rename relative to its directory
+            "renameat",
         ],
         readOnlyPaths: { p in ["/dev/urandom", p.definitionsDir] },
         readWritePaths: { p in [p.scannerDir] },

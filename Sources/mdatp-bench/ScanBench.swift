@@ -113,6 +113,7 @@ func scanBench(_ a: [String]) {
         case "--threads": i += 1; threads = max(1, Int(a[i]) ?? 1)
         case "--archives": archives = true
         case "--show": show = true
+        case "--hs-cache": i += 1; HyperscanCache.shared = HyperscanCache(directory: a[i]) // as the scanner room does
         default: roots.append(a[i])
         }
         i += 1

@@ -108,18 +108,19 @@ int exit_creat(struct trace_event_raw_sys_exit *ctx) { return on_open_exit(ctx);
 /* close of a regular file opened for writing: what fanotify calls
  * FAN_CLOSE_WRITE and the on-access scanner waits for. Enter, because after
  * the close the fd no longer names the file. */
+static __always_inline void emit_close_write(struct file *f)
+{
+	if (!f || !reportable_write(f, BPF_CORE_READ(f, f_mode)))
+		return;
+	struct scratch *s = get_scratch();
+	if (s)
+		emit_open_file(s, MDATP_EV_FILE_CLOSE_WRITE, f);
+}
+
 SEC("tracepoint/syscalls/sys_enter_close")
 int enter_close(struct trace_event_raw_sys_enter *ctx)
 {
-	struct file *f = read_fd_file(current_task(), ctx->args[0]);
-	if (!f)
-		return 0;
-	if (!reportable_write(f, BPF_CORE_READ(f, f_mode)))
-		return 0;
-	struct scratch *s = get_scratch();
-	if (!s)
-		return 0;
-	emit_open_file(s, MDATP_EV_FILE_CLOSE_WRITE, f);
+	emit_close_write(read_fd_file(current_task(), ctx->args[0]));
 	return 0;
 }
 

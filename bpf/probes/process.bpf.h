@@ -66,19 +66,11 @@ static __always_inline __u32 stdio_kinds(struct task_struct *task)
 	return out;
 }
 
-/* sched_process_exec fires after the new image is committed and before it runs
- * its first instruction: the new mm holds argv, bprm->file is the executable.
- * It is also where a denied image is stopped: SIGKILL is pending before the
- * first user instruction, so none of its code runs. */
-SEC("tp_btf/sched_process_exec")
-int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+/* The fixed part of an exec record, shared by both exec programs: the task's
+ * ids and the executable's identity, mode and where it lives. */
+static __always_inline void fill_exec_fixed(struct mdatp_exec_event *e, struct task_struct *task, struct linux_binprm *bprm,
+					    struct inode *ino)
 {
-	struct scratch *s = get_scratch();
-	if (!s)
-		return 0;
-	struct mdatp_exec_event *e = (void *)s->event;
-	struct task_struct *task = current_task();
-	fill_header(&e->h, MDATP_EV_EXEC, 0);
 	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
 	e->gid = BPF_CORE_READ(task, cred, gid.val);
 	e->egid = BPF_CORE_READ(task, cred, egid.val);
@@ -87,9 +79,6 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 	e->start_time_ns = BPF_CORE_READ(task, start_boottime);
 	e->argc = BPF_CORE_READ(bprm, argc);
 	e->stdio = stdio_kinds(task);
-
-	struct file *exe = BPF_CORE_READ(bprm, file);
-	struct inode *ino = BPF_CORE_READ(exe, f_inode);
 	e->exe_dev = BPF_CORE_READ(ino, i_sb, s_dev);
 	e->exe_ino = BPF_CORE_READ(ino, i_ino);
 	e->exe_mode = BPF_CORE_READ(ino, i_mode);
@@ -102,23 +91,12 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 		e->h.flags |= MDATP_F_EXE_DELETED;
 	if (memory_filesystem(BPF_CORE_READ(ino, i_sb, s_magic)))
 		e->h.flags |= MDATP_F_EXE_TMPFS;
+}
 
-	if (exec_denied(e->exe_ino, e->exe_dev, BPF_CORE_READ(ino, i_generation), e->h.tgid)) {
-		bpf_send_signal(9);
-		e->h.flags |= MDATP_F_EXEC_BLOCKED;
-		__sync_fetch_and_add(&counters.exec_blocked, 1);
-	}
-
-	/* Global process exclusion follows the executable's identity. */
-	struct mdatp_exe_key key = { .ino = e->exe_ino, .dev = e->exe_dev };
-	__u32 tgid = e->h.tgid;
-	if (bpf_map_lookup_elem(&excluded_exes, &key)) {
-		__u8 one = 1;
-		bpf_map_update_elem(&excluded_tgids, &tgid, &one, BPF_ANY);
-	} else {
-		bpf_map_delete_elem(&excluded_tgids, &tgid);
-	}
-
+/* The executable's path and the task's cwd after the fixed part; returns the
+ * offset after them. */
+static __always_inline __u32 fill_exec_paths(struct scratch *s, struct mdatp_exec_event *e, struct task_struct *task, struct file *exe)
+{
 	__u32 off = sizeof(*e);
 	bool trunc = false;
 	__u32 n = fill_path(s, off, __builtin_preserve_access_index(&exe->f_path), &trunc);
@@ -141,7 +119,43 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 	if (trunc)
 		e->h.flags |= MDATP_F_PATH2_TRUNCATED;
 	e->cwd_len = n;
-	off += n;
+	return off + n;
+}
+
+/* sched_process_exec fires after the new image is committed and before it runs
+ * its first instruction: the new mm holds argv, bprm->file is the executable.
+ * It is also where a denied image is stopped: SIGKILL is pending before the
+ * first user instruction, so none of its code runs. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	struct mdatp_exec_event *e = (void *)s->event;
+	struct task_struct *task = current_task();
+	fill_header(&e->h, MDATP_EV_EXEC, 0);
+	struct file *exe = BPF_CORE_READ(bprm, file);
+	struct inode *ino = BPF_CORE_READ(exe, f_inode);
+	fill_exec_fixed(e, task, bprm, ino);
+
+	if (exec_denied(e->exe_ino, e->exe_dev, BPF_CORE_READ(ino, i_generation), e->h.tgid)) {
+		bpf_send_signal(9);
+		e->h.flags |= MDATP_F_EXEC_BLOCKED;
+		__sync_fetch_and_add(&counters.exec_blocked, 1);
+	}
+
+	/* Global process exclusion follows the executable's identity. */
+	struct mdatp_exe_key key = { .ino = e->exe_ino, .dev = e->exe_dev };
+	__u32 tgid = e->h.tgid;
+	if (bpf_map_lookup_elem(&excluded_exes, &key)) {
+		__u8 one = 1;
+		bpf_map_update_elem(&excluded_tgids, &tgid, &one, BPF_ANY);
+	} else {
+		bpf_map_delete_elem(&excluded_tgids, &tgid);
+	}
+
+	__u32 off = fill_exec_paths(s, e, task, exe);
 
 	struct tty_struct *tty = BPF_CORE_READ(task, signal, tty);
 	e->tty_len = 0;

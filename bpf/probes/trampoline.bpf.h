@@ -14,14 +14,7 @@
 SEC("fentry/__fput")
 int BPF_PROG(fentry_fput, struct file *f)
 {
-	if (!f)
-		return 0;
-	if (!reportable_write(f, BPF_CORE_READ(f, f_mode)))
-		return 0;
-	struct scratch *s = get_scratch();
-	if (!s)
-		return 0;
-	emit_open_file(s, MDATP_EV_FILE_CLOSE_WRITE, f);
+	emit_close_write(f);
 	return 0;
 }
 
@@ -34,35 +27,8 @@ static __always_inline void emit_refused_exec(struct scratch *s, struct linux_bi
 	struct task_struct *task = current_task();
 	fill_header(&e->h, MDATP_EV_EXEC, 0);
 	e->h.flags |= MDATP_F_EXEC_BLOCKED | MDATP_F_EXEC_REFUSED | MDATP_F_ARGV_TRUNCATED;
-	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
-	e->gid = BPF_CORE_READ(task, cred, gid.val);
-	e->egid = BPF_CORE_READ(task, cred, egid.val);
-	e->loginuid = BPF_CORE_READ(task, loginuid.val);
-	e->sessionid = BPF_CORE_READ(task, sessionid);
-	e->start_time_ns = BPF_CORE_READ(task, start_boottime);
-	e->argc = BPF_CORE_READ(bprm, argc);
-	e->stdio = stdio_kinds(task);
-	e->exe_dev = BPF_CORE_READ(ino, i_sb, s_dev);
-	e->exe_ino = BPF_CORE_READ(ino, i_ino);
-	e->exe_mode = BPF_CORE_READ(ino, i_mode);
-	read_inode_mtime(ino, &e->exe_mtime_sec, &e->exe_mtime_nsec);
-	if (memory_filesystem(BPF_CORE_READ(ino, i_sb, s_magic)))
-		e->h.flags |= MDATP_F_EXE_TMPFS;
-
-	__u32 off = sizeof(*e);
-	bool trunc = false;
-	__u32 n = fill_path(s, off, __builtin_preserve_access_index(&exe->f_path), &trunc);
-	if (trunc)
-		e->h.flags |= MDATP_F_PATH_TRUNCATED;
-	e->exe_len = n;
-	off += n;
-	trunc = false;
-	struct fs_struct *fs = BPF_CORE_READ(task, fs);
-	n = fill_path(s, off, __builtin_preserve_access_index(&fs->pwd), &trunc);
-	if (trunc)
-		e->h.flags |= MDATP_F_PATH2_TRUNCATED;
-	e->cwd_len = n;
-	off += n;
+	fill_exec_fixed(e, task, bprm, ino);
+	__u32 off = fill_exec_paths(s, e, task, exe);
 	e->tty_len = 0;
 	const char *filename = BPF_CORE_READ(bprm, filename);
 	long t = bpf_probe_read_kernel_str(&s->event[off & EV_MASK], MDATP_NAME_MAX, filename);

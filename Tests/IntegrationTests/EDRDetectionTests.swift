@@ -419,19 +419,22 @@ final class EDRDetectionTests: XCTestCase {
         let q = "SELECT c.FolderPath, c.InitiatingProcessFolderPath AS Parent, p.InitiatingProcessFolderPath AS Grandparent " +
             "FROM DeviceProcessEvents c JOIN DeviceProcessEvents p ON p.ProcessId = c.InitiatingProcessId AND p.TimestampNs <= c.TimestampNs " +
             "WHERE c.FolderPath = '\(dir)/lvl3' ORDER BY p.TimestampNs DESC LIMIT 1"
-        let deadline = Date().addingTimeInterval(20)
+        let row = try firstHuntRow(s, q, "a three-level chain")
+        XCTAssertEqual(row["Parent"]?.string, dir + "/lvl2", row.serialized())
+        XCTAssertEqual(row["Grandparent"]?.string, dir + "/lvl1", row.serialized())
+    }
+
+    /// The first row `q` returns, asking again until the EDR has stored what it needs.
+    func firstHuntRow(_ s: Suite, _ q: String, _ what: String, timeout: Double = 20) throws -> JSON {
+        let deadline = Date().addingTimeInterval(timeout)
         var out = ""
         while Date() < deadline {
             let r = try s.cli(["hunt", q, "--output", "json"])
             out = r.out + r.err
-            if let row = try? JSON.parse(r.out.split(separator: "\n").first.map(String.init) ?? "") {
-                XCTAssertEqual(row["Parent"]?.string, dir + "/lvl2", out)
-                XCTAssertEqual(row["Grandparent"]?.string, dir + "/lvl1", out)
-                return
-            }
+            if let row = try? JSON.parse(r.out.split(separator: "\n").first.map(String.init) ?? "") { return row }
             usleep(200_000)
         }
-        XCTFail("no three-level chain: \(out)")
+        throw HarnessError(description: "no row for \(what): \(out)")
     }
 
     func testExecutablesGetTheirSHA256OffTheHotPath() throws {
@@ -446,40 +449,20 @@ final class EDRDetectionTests: XCTestCase {
         XCTAssertEqual(try run(exe, []), 0)
         let digest = try XCTUnwrap(FileManager.default.contents(atPath: exe).map { sha256Hex($0) })
         let q = "SELECT SHA256 FROM DeviceProcessEvents WHERE FolderPath = '\(exe)' AND SHA256 IS NOT NULL"
-        let deadline = Date().addingTimeInterval(20)
-        var out = ""
-        while Date() < deadline {
-            let r = try s.cli(["hunt", q, "--output", "json"])
-            out = r.out + r.err
-            if let row = try? JSON.parse(r.out.split(separator: "\n").first.map(String.init) ?? "") {
-                XCTAssertEqual(row["SHA256"]?.string, digest)
-                // The next run is answered from the cache at once.
-                XCTAssertEqual(try run(exe, []), 0)
-                let st = try s.waitUntil("the hash counted", timeout: 10) { st in
-                    (s.room("edr", in: st)?["counters"]?["hashes_computed"]?.int ?? 0) >= 1
-                }
-                XCTAssertGreaterThanOrEqual(s.room("edr", in: st)?["counters"]?["hash_cache_size"]?.int ?? 0, 1)
-                // What the program did carries its digest too (InitiatingProcessSHA256).
-                let tool = dir + "/hash-writer"
-                try copy("/bin/dash", tool)
-                XCTAssertEqual(try run(tool, ["-c", "echo x > \(dir)/written-by-tool; sleep 1; echo y > \(dir)/written-by-tool"]), 0)
-                let toolDigest = try XCTUnwrap(FileManager.default.contents(atPath: tool).map { sha256Hex($0) })
-                let fq = "SELECT InitiatingProcessSHA256 AS h FROM DeviceFileEvents WHERE FolderPath = '\(dir)/written-by-tool' AND h IS NOT NULL"
-                let fdeadline = Date().addingTimeInterval(20)
-                while Date() < fdeadline {
-                    let fr = try s.cli(["hunt", fq, "--output", "json"])
-                    if let frow = try? JSON.parse(fr.out.split(separator: "\n").first.map(String.init) ?? "") {
-                        XCTAssertEqual(frow["h"]?.string, toolDigest)
-                        return
-                    }
-                    usleep(200_000)
-                }
-                XCTFail("no InitiatingProcessSHA256 on the file events of \(tool)")
-                return
-            }
-            usleep(200_000)
+        XCTAssertEqual(try firstHuntRow(s, q, "the digest of \(exe)")["SHA256"]?.string, digest)
+        // The next run is answered from the cache at once.
+        XCTAssertEqual(try run(exe, []), 0)
+        let st = try s.waitUntil("the hash counted", timeout: 10) { st in
+            (s.room("edr", in: st)?["counters"]?["hashes_computed"]?.int ?? 0) >= 1
         }
-        XCTFail("no SHA-256 for \(exe): \(out)")
+        XCTAssertGreaterThanOrEqual(s.room("edr", in: st)?["counters"]?["hash_cache_size"]?.int ?? 0, 1)
+        // What the program did carries its digest too (InitiatingProcessSHA256).
+        let tool = dir + "/hash-writer"
+        try copy("/bin/dash", tool)
+        XCTAssertEqual(try run(tool, ["-c", "echo x > \(dir)/written-by-tool; sleep 1; echo y > \(dir)/written-by-tool"]), 0)
+        let toolDigest = try XCTUnwrap(FileManager.default.contents(atPath: tool).map { sha256Hex($0) })
+        let fq = "SELECT InitiatingProcessSHA256 AS h FROM DeviceFileEvents WHERE FolderPath = '\(dir)/written-by-tool' AND h IS NOT NULL"
+        XCTAssertEqual(try firstHuntRow(s, fq, "the file events of \(tool)")["h"]?.string, toolDigest)
     }
 
     func testHuntJoinsProcessAndNetworkTablesAndRefusesWrites() throws {

@@ -29,6 +29,9 @@ public struct Enricher {
     var containers: CgroupMap?
     /// The container of the event last enriched (for detection's evidence).
     public private(set) var lastContainer: ContainerIdentity?
+    /// The executable of the event last enriched's acting program, as the kernel
+    /// reported it at exec (nil: not known), for its SHA-256.
+    public private(set) var lastExecutable: ExecutableIdentity?
 
     public init(capacity: Int, bootToUnixNs: Int64) {
         table = ProcessTable(capacity: capacity)
@@ -53,6 +56,7 @@ public struct Enricher {
         e.comm = h.comm
         e.flags = Int64(h.flags)
         var d = JSONObjectWriter()
+        lastExecutable = nil
         d.add("cgroup_id", h.cgroupId)
         lastContainer = containers?.container(h.cgroupId, now: Sys.monotonicSeconds())
         if let c = lastContainer {
@@ -65,6 +69,7 @@ public struct Enricher {
             var record = ProcessRecord(tgid: h.tgid, ppid: x.ppid, uid: h.uid, exe: x.exe, argv: x.argv, cwd: x.cwd, startNs: x.startTimeNs)
             record.execNs = h.ktimeNs
             record.exeIdentity = ExecutableIdentity(dev: x.exeDev, ino: x.exeIno, mtimeSec: x.exeMtimeSec, mtimeNsec: x.exeMtimeNsec)
+            lastExecutable = record.exeIdentity
             // An exec the LSM refused never replaced the caller's image.
             if h.flags & EventFlag.execRefused == 0 { table.exec(record) }
             e.ppid = Int64(x.ppid)
@@ -146,6 +151,7 @@ public struct Enricher {
                 e.argv = p.argv
                 e.argvText = p.argvText
                 e.cwd = p.cwd
+                lastExecutable = p.exeIdentity
             }
         }
         if case .exit = ev.body {
@@ -223,12 +229,14 @@ public enum EDRRoom {
                     let ev = try EventDecoder.decode(payload)
                     var row = enricher.row(for: ev)
                     row.account = pipeline.userName(UInt32(truncatingIfNeeded: row.uid))
-                    if case .exec(let x) = ev.body, ev.header.flags & (EventFlag.exeDeleted | EventFlag.execRefused) == 0, x.exe.hasPrefix("/") {
-                        let id = ExecutableIdentity(dev: x.exeDev, ino: x.exeIno, mtimeSec: x.exeMtimeSec, mtimeNsec: x.exeMtimeNsec)
-                        if let known = pipeline.hashes.lookup(id) { row.sha256 = known } else { hasher.request(id, path: x.exe, sinceNs: row.timeNs) }
-                    } else if let p = enricher.table.lookup(ev.header.tgid), p.exe == row.exe, let id = p.exeIdentity, let known = pipeline.hashes.lookup(id) {
-                        // Every other event carries its acting program's digest (InitiatingProcessSHA256).
-                        row.sha256 = known
+                    // Every row carries its acting program's digest (for an exec: the new image's;
+                    // InitiatingProcessSHA256 for the others); a new executable is queued for hashing.
+                    if let id = enricher.lastExecutable {
+                        if let known = pipeline.hashes.lookup(id) {
+                            row.sha256 = known
+                        } else if case .exec(let x) = ev.body, ev.header.flags & (EventFlag.exeDeleted | EventFlag.execRefused) == 0, x.exe.hasPrefix("/") {
+                            hasher.request(id, path: x.exe, sinceNs: row.timeNs)
+                        }
                     }
                     for c in pipeline.run(ev, row: row, table: &enricher.table, container: enricher.lastContainer) {
                         do throws(StoreError) {

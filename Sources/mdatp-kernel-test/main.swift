@@ -81,13 +81,17 @@ do throws(Errno) { try Sys.mkdirs(work, 0o755) } catch {
     print("FAIL work directory \(work): \(error)")
     exit(1)
 }
-defer { _ = system("rm -rf '\(work)'") }
+/// Every way out removes the work directory (exit() skips defer).
+func finish(_ code: Int32) -> Never {
+    _ = system("rm -rf '\(work)'")
+    exit(code)
+}
 
 var object: [UInt8]?
 if let path = option("--object") {
     do throws(Errno) { object = try Sys.readFile(path, limit: 64 << 20) } catch {
         print("FAIL object \(path): \(error)")
-        exit(1)
+        finish(1)
     }
 }
 
@@ -97,11 +101,10 @@ do throws(BPFLoadError) {
 } catch {
     print("FAIL load: the collector's programs did not load: \(error)")
     print("RESULT 0 passed, 1 failed")
-    exit(1)
+    finish(1)
 }
 
 var checks = KernelChecks(sensor: sensor, selfPath: realPath("/proc/self/exe"), work: realPath(work), module: option("--module"))
 checks.all(expectHooks: option("--expect-hooks"))
 print("RESULT \(checks.passed) passed, \(checks.failed) failed")
-_ = system("rm -rf '\(work)'")
-exit(checks.failed == 0 ? 0 : 1)
+finish(checks.failed == 0 ? 0 : 1)

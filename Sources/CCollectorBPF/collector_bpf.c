@@ -115,13 +115,6 @@ static struct mdatp *open_skeleton(const void *object, size_t size)
 	return obj;
 }
 
-mdatp_collector_bpf *mdatp_bpf_open(uint32_t process_ring_bytes, uint32_t activity_ring_bytes,
-				    const char *tracefs_events, char *err, size_t errlen)
-{
-	return mdatp_bpf_open_with(MDATP_HOOKS_AUTO, NULL, 0, process_ring_bytes, activity_ring_bytes, tracefs_events, err,
-				   errlen);
-}
-
 mdatp_collector_bpf *mdatp_bpf_open_with(enum mdatp_hook_choice hooks, const void *object, size_t object_size,
 					 uint32_t process_ring_bytes, uint32_t activity_ring_bytes,
 					 const char *tracefs_events, char *err, size_t errlen)

@@ -63,12 +63,10 @@ public enum BPFLoader {
         _ = setrlimit(__rlimit_resource_t(8), &rlim) // RLIMIT_MEMLOCK: older kernels charge BPF maps to it
         var err = [CChar](repeating: 0, count: 512)
         let choice = trampolines ? MDATP_HOOKS_AUTO : MDATP_HOOKS_TRACEPOINT
-        let opened: OpaquePointer? = object.map { bytes in
-            bytes.withUnsafeBytes {
-                mdatp_bpf_open_with(choice, $0.baseAddress, $0.count, UInt32(processRingBytes), UInt32(activityRingBytes),
-                                    tracefs + "/events", &err, err.count)
-            }
-        } ?? mdatp_bpf_open_with(choice, nil, 0, UInt32(processRingBytes), UInt32(activityRingBytes), tracefs + "/events", &err, err.count)
+        let opened = (object ?? []).withUnsafeBytes {
+            mdatp_bpf_open_with(choice, object == nil ? nil : $0.baseAddress, $0.count, UInt32(processRingBytes), UInt32(activityRingBytes),
+                                tracefs + "/events", &err, err.count)
+        }
         guard let bpf = opened else { throw BPFLoadError(description: String(cString: err)) }
         if mdatp_bpf_load(bpf, &err, err.count) != 0 {
             let why = String(cString: err)

@@ -77,9 +77,9 @@ enum mdatp_event_type {
 #define MDATP_F_STR_TRUNCATED 0x0040   /* a name string was cut */
 #define MDATP_F_EXEC_BLOCKED 0x0080    /* exec: the image is denied; SIGKILL sent before it ran */
 #define MDATP_F_EXE_DELETED 0x0100     /* exec: the executable has no name left (unlinked, memfd) */
-#define MDATP_F_EXE_TMPFS 0x0400       /* exec: the executable lives on tmpfs or ramfs (memory only; memfds too) */
 #define MDATP_F_EXEC_REFUSED 0x0200    /* exec: refused by the BPF LSM before the image loaded (EPERM); the
                                           * caller keeps its old image, argv holds the file name only */
+#define MDATP_F_EXE_TMPFS 0x0400       /* exec: the executable lives on tmpfs or ramfs (memory only; memfds too) */
 
 /* exec: what descriptors 0, 1, 2 were (4 bits each, fd 0 lowest), so a shell
  * on a socket (reverse shell) or a pipe (download | sh) is visible. */

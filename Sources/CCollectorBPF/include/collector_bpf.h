@@ -33,12 +33,11 @@ enum mdatp_hook_choice {
 };
 
 /* Opens the object; programs whose syscall tracepoint this kernel lacks are
- * not loaded (listed by mdatp_bpf_skipped). Returns NULL with err filled. */
-mdatp_collector_bpf *mdatp_bpf_open(uint32_t process_ring_bytes, uint32_t activity_ring_bytes,
-				    const char *tracefs_events, char *err, size_t errlen);
-/* The same with a hook choice and, for tests only (the kernel matrix loads a
+ * not loaded (listed by mdatp_bpf_skipped). `hooks` says whether trampolines
+ * may be used; `object` is, for tests only (the kernel matrix loads a
  * deliberately broken build), another build of the same object instead of the
- * embedded one (object NULL: the embedded one). The collector never passes one. */
+ * embedded one (NULL: the embedded one; the collector never passes one).
+ * Returns NULL with err filled. */
 mdatp_collector_bpf *mdatp_bpf_open_with(enum mdatp_hook_choice hooks, const void *object, size_t object_size,
 					 uint32_t process_ring_bytes, uint32_t activity_ring_bytes,
 					 const char *tracefs_events, char *err, size_t errlen);

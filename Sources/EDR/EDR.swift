@@ -208,6 +208,7 @@ public enum EDRRoom {
         var pipeline = DetectionPipeline(rules: rules)
         pipeline.refreshNames(now: Sys.monotonicSeconds())
         let hasher = ExecutableHasher(requests: Channel(fd: RoomFD.requests))
+        var hashFailuresLogged = 0 // the first few, with their reason; the rest are counted
         if !hasher.start() { roomFail(name, "cannot start the hashing thread", code: RoomExit.transient) }
         var hunt: HuntEngine?
         var counters = EDRCounters()
@@ -233,7 +234,7 @@ public enum EDRRoom {
                     // InitiatingProcessSHA256 for the others); a new executable is queued for hashing.
                     if let id = enricher.lastExecutable {
                         if let known = pipeline.hashes.lookup(id) {
-                            row.sha256 = known
+                            row.sha256 = known // "" when it could not be hashed: stored as NULL
                         } else if case .exec(let x) = ev.body, ev.header.flags & (EventFlag.exeDeleted | EventFlag.execRefused) == 0, x.exe.hasPrefix("/") {
                             hasher.request(id, path: x.exe, sinceNs: row.timeNs)
                         }
@@ -258,8 +259,14 @@ public enum EDRRoom {
             // Digests the hashing thread finished: cached, and filled into the rows
             // of their executions (pending here, or already stored).
             for done in hasher.takeDone() {
-                guard let sha = done.sha256 else { continue }
-                pipeline.hashes.insert(done.job.id, path: done.job.path, sha256: sha)
+                pipeline.hashes.insert(done.job.id, path: done.job.path, sha256: done.sha256)
+                guard let sha = done.sha256 else {
+                    if hashFailuresLogged < 20 {
+                        hashFailuresLogged += 1
+                        roomLog(name, "no SHA-256 for \(done.job.path): \(done.reason)")
+                    }
+                    continue
+                }
                 for i in batch.indices where batch[i].exe == done.job.path && batch[i].sha256.isEmpty {
                     batch[i].sha256 = sha
                 }

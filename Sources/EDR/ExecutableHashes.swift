@@ -24,7 +24,9 @@ public struct ExecutableIdentity: Hashable, Sendable {
 }
 
 /// Identity -> SHA-256 (hex), at most `capacity` entries, oldest out first;
-/// also the latest digest by path, for alert evidence.
+/// also the latest digest by path, for alert evidence. A file that could not be
+/// hashed (too large, unreadable, changed since it ran) is kept as known with
+/// no digest, so its next runs do not queue the same work again.
 public struct HashCache {
     public let capacity: Int
     private var byIdentity: [ExecutableIdentity: String] = [:]
@@ -36,13 +38,16 @@ public struct HashCache {
     public init(capacity: Int) { self.capacity = max(1, capacity) }
 
     public var count: Int { byIdentity.count }
+    /// nil: never seen; "": seen, no digest to be had; else the digest.
     public func lookup(_ id: ExecutableIdentity) -> String? { byIdentity[id] }
     public func lookup(path: String) -> String? { byPath[path] }
 
-    public mutating func insert(_ id: ExecutableIdentity, path: String, sha256: String) {
+    /// `sha256` nil: the file could not be hashed.
+    public mutating func insert(_ id: ExecutableIdentity, path: String, sha256 digest: String?) {
+        let sha256 = digest ?? ""
         if byIdentity[id] != nil {
             byIdentity[id] = sha256
-            byPath[path] = sha256
+            if digest != nil { byPath[path] = sha256 }
             return
         }
         if order.count < capacity {
@@ -56,7 +61,7 @@ public struct HashCache {
             next = (next + 1) % capacity
         }
         byIdentity[id] = sha256
-        byPath[path] = sha256
+        if digest != nil { byPath[path] = sha256 }
     }
 }
 
@@ -122,10 +127,10 @@ final class ExecutableHasher: @unchecked Sendable {
         return out
     }
 
-    var counters: (hashed: UInt64, failed: UInt64, dropped: UInt64, queued: Int) {
+    var counters: (hashed: UInt64, failed: UInt64, dropped: UInt64) {
         pthread_mutex_lock(&lock)
         defer { pthread_mutex_unlock(&lock) }
-        return (hashed, failed, dropped, jobs.count)
+        return (hashed, failed, dropped)
     }
 
     private func run() {
@@ -188,6 +193,7 @@ final class ExecutableHasher: @unchecked Sendable {
         }
         var sha = [UInt8](repeating: 0, count: 32)
         mdatp_digests_final(d, nil, nil, &sha)
-        return (sha.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined(), "")
+        let digits = Array("0123456789abcdef".utf8)
+        return (String(decoding: sha.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 15)]] }, as: UTF8.self), "")
     }
 }

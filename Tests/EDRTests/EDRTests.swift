@@ -172,6 +172,14 @@ final class HashCacheTests: XCTestCase {
         XCTAssertEqual(c.lookup(path: "/bin/p3"), "h3")
     }
 
+    func testAFileThatCouldNotBeHashedIsNotAskedForAgain() {
+        var c = HashCache(capacity: 8)
+        c.insert(id(9), path: "/opt/huge", sha256: nil)
+        XCTAssertEqual(c.lookup(id(9)), "", "known, no digest")
+        XCTAssertNil(c.lookup(path: "/opt/huge"), "no digest for evidence")
+        XCTAssertNil(c.lookup(id(10)))
+    }
+
     func testAChangedFileIsAnotherIdentity() {
         var c = HashCache(capacity: 8)
         c.insert(id(1, mtime: 1), path: "/usr/bin/tool", sha256: "old")

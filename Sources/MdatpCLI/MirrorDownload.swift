@@ -49,21 +49,43 @@ enum MirrorDownload {
         return dir
     }
 
-    /// curl, no shell: bounded size and time, failure on HTTP errors.
+    /// curl, no shell, writing to a pipe we read: the bytes are counted here and the
+    /// download is stopped at `limit` (curl's own --max-filesize trusts a declared length,
+    /// and a chunked reply has none).
     static func fetch(_ url: String, to path: String, limit: Int) throws {
         let argv = [curl, "--silent", "--show-error", "--fail", "--location", "--proto", "=https,http", "--proto-redir", "=https,http",
-                    "--max-redirs", "3", "--max-filesize", "\(limit)", "--connect-timeout", "20", "--max-time", "600", "--output", path, url]
+                    "--max-redirs", "3", "--max-filesize", "\(limit)", "--connect-timeout", "20", "--max-time", "600", url]
+        var ends: [Int32] = [-1, -1]
+        guard pipe(&ends) == 0 else { throw CLIFailure(message: "pipe: errno \(errno)", code: CLIExit.refused) }
+        for fd in ends { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) } // only what spawn places at 1 reaches curl
         let pid: pid_t
-        do { pid = try Sys.spawn(curl, argv: argv, env: [], fds: [(2, 2)]) } catch {
+        do { pid = try Sys.spawn(curl, argv: argv, env: [], fds: [(ends[1], 1), (2, 2)]) } catch {
+            Sys.close(ends[0])
+            Sys.close(ends[1])
             throw CLIFailure(message: "cannot run \(curl): \(error)", code: CLIExit.refused)
         }
+        Sys.close(ends[1])
+        defer { Sys.close(ends[0]) }
+        let out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        var total = 0, failure: String?
+        if out < 0 { failure = "cannot create \(path): errno \(errno)" }
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while failure == nil {
+            let n = chunk.withUnsafeMutableBytes { read(ends[0], $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            total += n
+            if total > limit { failure = "\(url): larger than \(limit) bytes"; break }
+            do { try Sys.writeAll(out, Array(chunk[0..<n])) } catch { failure = "\(path): \(error)" }
+        }
+        if out >= 0 { Sys.close(out) }
+        if failure != nil { kill(pid, SIGKILL) }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        if let failure { throw CLIFailure(message: failure, code: CLIExit.refused) }
         guard status == 0 else {
             throw CLIFailure(message: "download of \(url) failed (curl exit status \((status >> 8) & 0xff))", code: CLIExit.refused)
         }
-        let size = (try? Sys.stat(path)).map { Int($0.st_size) } ?? -1
-        guard size >= 0, size <= limit else { throw CLIFailure(message: "\(url): missing or larger than \(limit) bytes", code: CLIExit.refused) }
     }
 
     static func remove(_ dir: String) {

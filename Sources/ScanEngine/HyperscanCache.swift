@@ -30,6 +30,7 @@ public final class HyperscanCache: @unchecked Sendable {
     public init?(directory: String, owner: (uid: uid_t, gid: gid_t)? = nil) {
         let fd = open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { return nil }
+        if geteuid() == 0, let owner { _ = fchown(fd, owner.uid, owner.gid) } // the room's user keeps it up later
         self.directory = directory
         self.dirfd = fd
         self.owner = owner

@@ -616,11 +616,6 @@ public enum ScannerRoom {
         let hsCacheDir = paths.scannerDir + "/hs-cache"
         if mkdir(hsCacheDir, 0o700) == 0 || errno == EEXIST {
             HyperscanCache.shared = HyperscanCache(directory: hsCacheDir, owner: (room.account.uid, room.account.gid))
-            let fd = open(hsCacheDir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-            if fd >= 0 {
-                _ = fchown(fd, room.account.uid, room.account.gid)
-                Sys.close(fd)
-            }
         }
 
         // Definitions first (read as root, before the sandbox): the installed package, or

@@ -36,7 +36,7 @@ func ringHop(messages: Int, size: Int) throws -> Double {
         }
         return nil
     }, Unmanaged.passUnretained(ctx).toOpaque())
-    var payload = [UInt8](repeating: 7, count: size)
+    let payload = [UInt8](repeating: 7, count: size)
     var sent = 0
     payload.withUnsafeBytes { p in
         while sent < messages {

@@ -21,18 +21,11 @@ func option(_ name: String) -> String? {
     return argv[i + 1]
 }
 
+/// The path with every link and `..` resolved (the kernel reports paths so).
 func realPath(_ p: String) -> String {
     guard let r = realpath(p, nil) else { return p }
     defer { free(r) }
     return String(cString: r)
-}
-
-extension Sys {
-    static func realPath(_ p: String) throws -> String {
-        guard let r = realpath(p, nil) else { throw Errno(errno, "realpath \(p)") }
-        defer { free(r) }
-        return String(cString: r)
-    }
 }
 
 // Child mode: what a check needs another process to do.
